@@ -1,0 +1,25 @@
+# sumflow developer entry points. `make test` is the README's test command (CI runs it via .ci/run).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: venv proto run test lint test-unit test-integration test-e2e
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt app/pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q -e app
+	touch $@
+
+proto: venv
+	$(PY) -m grpc_tools.protoc -I proto --python_out=app/src --pyi_out=app/src --grpc_python_out=app/src proto/sumflow/v1/sum.proto
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check app tests scripts
+
+test-unit: venv
+	$(PYTEST) tests/unit
