@@ -1,6 +1,6 @@
 import uuid
 
-from sumflow.domain.idempotency import DedupeRecord, Decision, RecordState, decide
+from sumflow.domain.idempotency import Decision, DedupeRecord, RecordState, decide
 from sumflow.domain.summation import validate_add
 
 NOW = 1_000_000.0
