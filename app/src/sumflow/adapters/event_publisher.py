@@ -1,0 +1,188 @@
+"""Publishes summation events to Kafka with an idempotent, acks=all kafka-python producer.
+
+`publish` returns a `Delivery` right after handing the record to the producer; the caller waits
+for Kafka's acknowledgement with `Delivery.wait(timeout)`. If the caller stops waiting (its own
+deadline) the delivery still resolves later, and `Delivery.on_resolved` tells who cares.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kafka import KafkaProducer
+from kafka import errors as kafka_errors
+
+log = logging.getLogger(__name__)
+
+
+class PublishFailed(RuntimeError):
+    """Kafka did not acknowledge the event within the retry budget."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # short metric label: timeout, broker_error, closed, ...
+
+
+class BrokerUnreachable(RuntimeError):
+    """The producer could not bootstrap against any broker within the start budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerSettings:
+    bootstrap: Sequence[str]
+    topic: str
+    delivery_timeout_seconds: float
+    retries: int
+    linger_ms: int
+    client_id: str = "sumflow-adder"
+
+
+class Delivery:
+    """One event handed to the producer; resolves to acknowledged or failed exactly once."""
+
+    __slots__ = ("_callbacks", "_done", "_error", "_lock", "acked_at", "sent_at")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._error: PublishFailed | None = None
+        self._callbacks: list[Callable[[PublishFailed | None], None]] = []
+        self.sent_at = time.perf_counter()
+        self.acked_at = 0.0
+
+    def _resolve(self, error: PublishFailed | None) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            self._error = error
+            self.acked_at = time.perf_counter()
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(error)
+            except Exception:
+                log.exception("delivery callback failed")
+
+    def _acked(self, _metadata: object) -> None:
+        self._resolve(None)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._resolve(PublishFailed(_reason(exc), f"Kafka did not acknowledge the event: {exc}"))
+
+    def wait(self, timeout: float) -> bool:
+        """True when acknowledged; False if still in flight after `timeout`; raises PublishFailed."""
+        if not self._done.wait(max(0.0, timeout)):
+            return False
+        if self._error is not None:
+            raise self._error
+        return True
+
+    def on_resolved(self, callback: Callable[[PublishFailed | None], None]) -> None:
+        """Call `callback(error_or_None)` once resolved (now, if it already is)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+            error = self._error
+        callback(error)
+
+    @property
+    def latency_seconds(self) -> float:
+        return self.acked_at - self.sent_at
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, kafka_errors.KafkaTimeoutError):
+        return "timeout"
+    if isinstance(exc, kafka_errors.KafkaConnectionError | kafka_errors.NoBrokersAvailable):
+        return "connection"
+    if isinstance(exc, kafka_errors.IllegalStateError):
+        return "closed"
+    if isinstance(exc, kafka_errors.BrokerResponseError):
+        return "broker_error"
+    return "other"
+
+
+class EventPublisher:
+    """Thin wrapper over one KafkaProducer shared by all gRPC worker threads."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    @classmethod
+    def connect(
+        cls,
+        settings: ProducerSettings,
+        *,
+        attempts: int = 30,
+        attempt_timeout_seconds: float = 2.0,
+        backoff_seconds: float = 0.5,
+    ) -> EventPublisher:
+        """Create the producer, retrying the bootstrap a bounded number of times."""
+        delivery_ms = int(settings.delivery_timeout_seconds * 1000)
+        request_ms = max(500, min(30_000, delivery_ms - settings.linger_ms))
+        last: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                producer = KafkaProducer(
+                    bootstrap_servers=list(settings.bootstrap),
+                    client_id=settings.client_id,
+                    acks="all",
+                    enable_idempotence=True,
+                    retries=settings.retries,
+                    retry_backoff_ms=100,
+                    delivery_timeout_ms=delivery_ms,
+                    request_timeout_ms=request_ms,
+                    max_block_ms=delivery_ms,
+                    linger_ms=settings.linger_ms,
+                    max_in_flight_requests_per_connection=5,
+                    reconnect_backoff_ms=50,
+                    reconnect_backoff_max_ms=1000,
+                    bootstrap_timeout_ms=int(attempt_timeout_seconds * 1000),
+                    metrics_enabled=False,
+                )
+            except (kafka_errors.KafkaError, OSError) as exc:
+                last = exc
+                log.warning(
+                    "kafka not reachable yet",
+                    extra={"attempt": attempt, "of": attempts, "error": str(exc) or type(exc).__name__},
+                )
+                if attempt < attempts:
+                    time.sleep(backoff_seconds)
+                continue
+            publisher = cls(producer, settings.topic)
+            publisher.warm_up(attempt_timeout_seconds)
+            return publisher
+        raise BrokerUnreachable(f"no Kafka broker reachable at {','.join(settings.bootstrap)}: {last}")
+
+    def warm_up(self, timeout_seconds: float) -> None:
+        """Fetch the topic's metadata now so the first call does not pay for it (best effort)."""
+        try:
+            self._producer.partitions_for(self._topic)
+        except kafka_errors.KafkaError as exc:
+            log.warning("topic metadata not available yet", extra={"topic": self._topic, "error": str(exc)})
+
+    def publish(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> Delivery:
+        delivery = Delivery()
+        try:
+            future = self._producer.send(self._topic, value=value, key=key, headers=headers)
+        except (kafka_errors.KafkaError, OSError) as exc:
+            delivery._resolve(PublishFailed(_reason(exc), f"Kafka refused the event: {exc}"))
+            return delivery
+        future.add_callback(delivery._acked)
+        future.add_errback(delivery._failed)
+        return delivery
+
+    def close(self, timeout_seconds: float) -> None:
+        """Flush what is buffered (bounded) and close the connections."""
+        try:
+            self._producer.flush(timeout=timeout_seconds)
+        except kafka_errors.KafkaError as exc:
+            log.warning("producer flush incomplete", extra={"error": str(exc)})
+        self._producer.close(timeout=timeout_seconds)

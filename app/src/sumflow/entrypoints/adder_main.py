@@ -1,0 +1,80 @@
+"""`sumflow-adder`: the gRPC adder's console script.
+
+Exit status: 0 after a clean SIGTERM/SIGINT shutdown, 2 for a configuration error (one line on
+stderr), 1 when it cannot start (Kafka unreachable within the start budget, port in use, ...).
+With SUMFLOW_ADDER_PROCESSES=N>1 this process supervises N worker processes sharing the gRPC port.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from sumflow.config import AdderConfig, ConfigError, load_adder_config
+
+# Set by the supervisor in the environment of its workers.
+WORKER_ENV = "SUMFLOW_ADDER_WORKER"
+
+log = logging.getLogger("sumflow.adder")
+
+
+def main() -> None:
+    try:
+        cfg = load_adder_config()
+        if cfg.processes > 1 and cfg.grpc_listen.endswith(":0"):
+            raise ConfigError("SUMFLOW_GRPC_LISTEN: a fixed port is required when SUMFLOW_ADDER_PROCESSES > 1")
+    except ConfigError as exc:
+        print(f"sumflow-adder: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+    from sumflow.observability.logging import setup_logging
+
+    setup_logging("adder", cfg.common.log_level)
+    if cfg.processes > 1 and os.environ.get(WORKER_ENV) != "1":
+        from sumflow.entrypoints.adder_supervisor import run_supervisor
+
+        sys.exit(run_supervisor(cfg))
+    sys.exit(run_single(cfg, worker=os.environ.get(WORKER_ENV) == "1"))
+
+
+def _install_stop_handlers() -> threading.Event:
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("shutdown requested", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    return stop
+
+
+def run_single(cfg: AdderConfig, *, worker: bool = False) -> int:
+    """Serve in this process until SIGTERM/SIGINT (a worker leaves metrics to its supervisor)."""
+    from sumflow.adapters.event_publisher import BrokerUnreachable
+    from sumflow.bootstrap_adder import build_adder
+    from sumflow.observability import sdnotify
+
+    stop = _install_stop_handlers()
+    try:
+        app = build_adder(cfg, serve_metrics=not worker)
+    except BrokerUnreachable as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    app.start()
+    sdnotify.notify("READY=1")
+    while not stop.wait(1.0):
+        pass
+    sdnotify.notify("STOPPING=1")
+    app.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""gRPC side of the adder: the SumService servicer, health, reflection and the server itself.
+
+The servicer only translates: protobuf in -> validate_add -> AddNumbersHandler -> protobuf out,
+and maps each refusal to its status code. It never lets client input become UNKNOWN/INTERNAL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+
+from sumflow.domain.summation import InvalidRequest, SumOutOfRange, validate_add
+from sumflow.observability.metrics import AdderMetrics
+from sumflow.service_layer.add_numbers import (
+    AddNumbersHandler,
+    Conflict,
+    DeadlineReached,
+    NotPublished,
+)
+from sumflow.v1 import sum_pb2, sum_pb2_grpc
+
+log = logging.getLogger("sumflow.adder")
+
+SERVICE_NAME = sum_pb2.DESCRIPTOR.services_by_name["SumService"].full_name  # sumflow.v1.SumService
+METHOD = f"{SERVICE_NAME}/AddNumbers"
+_NO_DEADLINE = 86400.0  # grpc reports "no deadline" as a huge time remaining
+
+
+class SumServicer(sum_pb2_grpc.SumServiceServicer):
+    def __init__(
+        self,
+        handler: AddNumbersHandler,
+        *,
+        metrics: AdderMetrics | None = None,
+        tracer: trace.Tracer | None = None,
+        extract_trace_context: bool = False,
+    ) -> None:
+        self._handler = handler
+        self._metrics = metrics
+        self._tracer = tracer or trace.get_tracer("sumflow.adder")
+        self._extract = extract_trace_context
+        self._counters: dict[grpc.StatusCode, Any] = {}
+        if metrics is not None:
+            self._duration = metrics.request_duration.labels(METHOD)
+            self._counters = {code: metrics.requests.labels(METHOD, code.name) for code in grpc.StatusCode}
+
+    def AddNumbers(
+        self, request: sum_pb2.AddNumbersRequest, context: grpc.ServicerContext
+    ) -> sum_pb2.AddNumbersResponse:
+        started = time.perf_counter()
+        remaining = context.time_remaining()
+        deadline = None if remaining is None or remaining > _NO_DEADLINE else time.monotonic() + remaining
+        parent = propagate.extract(dict(context.invocation_metadata())) if self._extract else None
+        if self._metrics is not None:
+            self._metrics.in_flight.inc()
+        with self._tracer.start_as_current_span(
+            METHOD,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": "AddNumbers"},
+        ) as span:
+            response, code, details, outcome = self._answer(request, deadline, span)
+            if code is not grpc.StatusCode.OK:
+                context.set_code(code)
+                context.set_details(details)
+            self._record(span, response.request_id or request.request_id, code, outcome, started)
+        return response
+
+    def _answer(
+        self, request: sum_pb2.AddNumbersRequest, deadline: float | None, span: trace.Span
+    ) -> tuple[sum_pb2.AddNumbersResponse, grpc.StatusCode, str, str]:
+        """Run the call; return the response, status code, details and a log outcome."""
+        try:
+            cmd = validate_add(request.request_id, request.first_number, request.second_number)
+            answer = self._handler.add(cmd, deadline)
+        except _REFUSALS as exc:
+            code, outcome = _REFUSALS_BY_TYPE[type(exc)]
+            if span.is_recording():
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+            return sum_pb2.AddNumbersResponse(), code, str(exc), outcome
+        except Exception:
+            log.exception("AddNumbers failed", extra={"request_id": request.request_id})
+            return sum_pb2.AddNumbersResponse(), grpc.StatusCode.INTERNAL, "internal error (logged)", "error"
+        if span.is_recording():
+            span.set_attributes({"result": answer.result, "duplicate": answer.duplicate})
+        response = sum_pb2.AddNumbersResponse(
+            request_id=answer.request_id, result=answer.result, duplicate=answer.duplicate
+        )
+        return response, grpc.StatusCode.OK, "", "duplicate" if answer.duplicate else "new"
+
+    def _record(self, span: trace.Span, request_id: str, code: grpc.StatusCode, outcome: str, started: float) -> None:
+        """Span attributes, metrics (with the trace id as exemplar) and the one log line per call."""
+        elapsed = time.perf_counter() - started
+        recording = span.is_recording()
+        if recording:
+            span.set_attributes({"request_id": request_id, "rpc.grpc.status_code": code.value[0]})
+        if self._metrics is not None:
+            self._metrics.in_flight.dec()
+            self._counters[code].inc()
+            ctx = span.get_span_context()
+            if recording and ctx.is_valid:
+                self._duration.observe(elapsed, exemplar={"trace_id": format(ctx.trace_id, "032x")})
+            else:
+                self._duration.observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "AddNumbers",
+                extra={
+                    "request_id": request_id,
+                    "outcome": outcome,
+                    "code": code.name,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+
+
+_REFUSALS_BY_TYPE: dict[type[Exception], tuple[grpc.StatusCode, str]] = {
+    InvalidRequest: (grpc.StatusCode.INVALID_ARGUMENT, "invalid"),
+    SumOutOfRange: (grpc.StatusCode.OUT_OF_RANGE, "out_of_range"),
+    Conflict: (grpc.StatusCode.ALREADY_EXISTS, "conflict"),
+    DeadlineReached: (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"),
+    NotPublished: (grpc.StatusCode.UNAVAILABLE, "unavailable"),
+}
+_REFUSALS = tuple(_REFUSALS_BY_TYPE)
+
+
+@dataclass(slots=True)
+class GrpcServer:
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+
+def build_grpc_server(servicer: SumServicer, *, listen: str, workers: int, reuse_port: bool) -> GrpcServer:
+    """Create and bind (not start) the server; health starts NOT_SERVING. Raises OSError if the bind fails."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_receive_message_length", 64 * 1024),
+        ],
+        maximum_concurrent_rpcs=workers * 64,
+    )
+    sum_pb2_grpc.add_SumServiceServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {listen}: {exc}") from exc
+    if port == 0:
+        raise OSError(f"cannot listen on {listen} (address in use or not available)")
+    grpc_server = GrpcServer(server, health_servicer, port)
+    grpc_server.set_serving(False)
+    return grpc_server

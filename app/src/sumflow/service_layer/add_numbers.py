@@ -1,0 +1,259 @@
+"""The AddNumbers use case: de-duplicate, publish, remember the answer.
+
+Per call: claim the request id in the de-dupe store (atomic), publish the event and wait for
+Kafka's acknowledgement, then store the final record and answer. When the id is already known the
+stored record decides (domain.idempotency.decide): return the stored answer (duplicate), refuse
+other numbers (conflict), wait for a live owner that is still publishing, or take over a pending
+record whose owner is gone. If Kafka does not acknowledge, the pending record is released so a
+retry with the same id can publish; nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from sumflow.adapters.dedupe_store import DedupeStore, DedupeUnavailable
+from sumflow.adapters.event_publisher import Delivery, PublishFailed
+from sumflow.domain.events import encode_event
+from sumflow.domain.idempotency import Decision, DedupeRecord, RecordState, decide
+from sumflow.domain.summation import AddCommand
+from sumflow.observability.metrics import AdderMetrics
+from sumflow.observability.tracing import kafka_headers
+
+# How long a waiter polls a record owned by another process: starts short, doubles to the cap.
+_POLL_FIRST_SECONDS = 0.002
+_POLL_MAX_SECONDS = 0.05
+_MAX_ROUNDS = 10_000  # safety bound on claim/inspect rounds of one call
+_ACK_MARGIN_SECONDS = 1.0  # the producer's own delivery timeout normally fires first
+
+
+class Publisher(Protocol):
+    def publish(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> Delivery: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    request_id: str
+    result: int
+    duplicate: bool
+
+
+class AddFailed(Exception):
+    """Base of the use case's refusals; `message` is the client-facing one-liner."""
+
+
+class Conflict(AddFailed):
+    """Same id as an earlier call with other numbers (ALREADY_EXISTS)."""
+
+
+class NotPublished(AddFailed):
+    """Kafka did not acknowledge, or the store is unavailable; nothing recorded (UNAVAILABLE)."""
+
+
+class DeadlineReached(AddFailed):
+    """The client's deadline passed before the answer was known (DEADLINE_EXCEEDED)."""
+
+
+@dataclass(slots=True)
+class _InFlight:
+    owner: str
+    settled: threading.Event
+
+
+class AddNumbersHandler:
+    def __init__(
+        self,
+        store: DedupeStore,
+        publisher: Publisher,
+        *,
+        topic: str,
+        publish_timeout_seconds: float,
+        pending_timeout_seconds: float,
+        metrics: AdderMetrics | None = None,
+        tracer: trace.Tracer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._topic = topic
+        self._publish_timeout = publish_timeout_seconds
+        self._pending_timeout = pending_timeout_seconds
+        self._metrics = metrics
+        self._tracer = tracer or trace.get_tracer("sumflow.adder")
+        self._clock = clock
+        self._pid = os.getpid()
+        self._owner_prefix = f"{self._pid}-{secrets.token_hex(4)}-"
+        self._counter = itertools.count()
+        self._inflight: dict[str, _InFlight] = {}
+        self._inflight_lock = threading.Lock()
+
+    def add(self, cmd: AddCommand, deadline: float | None = None) -> AddResult:
+        """Run one call; `deadline` is a time.monotonic() instant or None (no client deadline)."""
+        give_up = deadline if deadline is not None else time.monotonic() + self._pending_timeout + self._publish_timeout
+        request_id = cmd.request_id
+        owner = self._owner_prefix + str(next(self._counter))
+        try:
+            for _ in range(_MAX_ROUNDS):
+                record = DedupeRecord.pending(cmd, owner, self._pid, self._clock())
+                if self._store.claim(request_id, record):
+                    self._count("new")
+                    return self._publish(cmd, record, deadline)
+                existing = self._store.get(request_id)
+                if existing is None:
+                    continue  # expired or released between the two reads: claim again
+                decision = decide(
+                    existing,
+                    cmd,
+                    now=self._clock(),
+                    pending_timeout=self._pending_timeout,
+                    owner_alive=self._owner_alive(request_id, existing),
+                )
+                if decision is Decision.DUPLICATE:
+                    self._count("duplicate")
+                    return AddResult(request_id, existing.result, True)
+                if decision is Decision.CONFLICT:
+                    self._count("conflict")
+                    raise Conflict(
+                        f"request_id {request_id} was already used with other numbers "
+                        f"({existing.first_number}, {existing.second_number})"
+                    )
+                if decision is Decision.TAKE_OVER:
+                    if self._store.replace(request_id, existing, record):
+                        self._count("takeover")
+                        return self._publish(cmd, record, deadline)
+                    continue
+                self._wait_for_change(request_id, existing, give_up, deadline)
+        except DedupeUnavailable as exc:
+            raise NotPublished(f"de-duplication store unavailable, retry with the same request_id: {exc}") from exc
+        raise NotPublished("request_id is contended, retry with the same request_id")
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def _publish(self, cmd: AddCommand, record: DedupeRecord, deadline: float | None) -> AddResult:
+        request_id = cmd.request_id
+        with self._inflight_lock:
+            self._inflight[request_id] = _InFlight(record.owner, threading.Event())
+        outcome_owned = False  # True once the store outcome is settled or left to the delivery
+        try:
+            with self._tracer.start_as_current_span(
+                f"{self._topic} publish",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "publish",
+                    "messaging.operation.name": "send",
+                    "messaging.destination.name": self._topic,
+                    "messaging.kafka.message.key": request_id,
+                    "request_id": request_id,
+                },
+            ) as span:
+                value = encode_event(cmd, int(self._clock() * 1000))
+                delivery = self._publisher.publish(request_id.encode(), value, kafka_headers())
+                budget = self._publish_timeout + _ACK_MARGIN_SECONDS
+                if deadline is not None:
+                    budget = min(budget, deadline - time.monotonic())
+                try:
+                    acked = delivery.wait(budget)
+                except PublishFailed as exc:
+                    outcome_owned = True
+                    self._settle(request_id, record, exc)
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                    if self._metrics is not None:
+                        self._metrics.produce_errors.labels(exc.reason).inc()
+                    raise NotPublished(
+                        f"event not acknowledged by Kafka, retry with the same request_id: {exc}"
+                    ) from exc
+                if not acked:
+                    # Still in flight: whoever resolves it settles the store; waiters wait for that.
+                    outcome_owned = True
+                    delivery.on_resolved(lambda error: self._settle(request_id, record, error))
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, "no acknowledgement before the deadline"))
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise DeadlineReached("deadline exceeded while waiting for Kafka's acknowledgement")
+                    raise NotPublished("Kafka did not acknowledge in time, retry with the same request_id")
+                if self._metrics is not None:
+                    self._observe_produce(delivery.latency_seconds, span)
+            outcome_owned = True
+            self._settle(request_id, record, None)
+        finally:
+            if not outcome_owned:  # an unexpected error before the event was handed over
+                self._settle(request_id, record, PublishFailed("other", "publish aborted"))
+        return AddResult(request_id, cmd.result, False)
+
+    def _settle(self, request_id: str, record: DedupeRecord, error: PublishFailed | None) -> None:
+        """Record the outcome of a publish in the store and wake same-process waiters (once)."""
+        try:
+            if error is None:
+                self._store.complete(request_id, record.done())
+            else:
+                self._store.release(request_id, record.owner)
+        except DedupeUnavailable:
+            pass  # the pending record stays; another call takes it over after the pending timeout
+        finally:
+            with self._inflight_lock:
+                current = self._inflight.get(request_id)
+                if current is not None and current.owner == record.owner:
+                    del self._inflight[request_id]
+            if current is not None:
+                current.settled.set()
+
+    def _observe_produce(self, seconds: float, span: trace.Span) -> None:
+        assert self._metrics is not None
+        ctx = span.get_span_context()
+        if span.is_recording() and ctx.is_valid:
+            self._metrics.produce_duration.observe(seconds, exemplar={"trace_id": format(ctx.trace_id, "032x")})
+        else:
+            self._metrics.produce_duration.observe(seconds)
+
+    # -- waiting on another owner -----------------------------------------------------------
+
+    def _owner_alive(self, request_id: str, existing: DedupeRecord) -> bool:
+        if existing.state is not RecordState.PENDING:
+            return True
+        if existing.pid == self._pid:
+            with self._inflight_lock:
+                current = self._inflight.get(request_id)
+            # Same pid but not one of our live calls: a previous process that had our pid.
+            return current is not None and current.owner == existing.owner
+        try:
+            os.kill(existing.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _wait_for_change(self, request_id: str, existing: DedupeRecord, give_up: float, deadline: float | None) -> None:
+        """Block until the pending record changes (or is gone), or raise when time is up."""
+        with self._inflight_lock:
+            local = self._inflight.get(request_id)
+        if local is not None and local.owner == existing.owner:
+            remaining = give_up - time.monotonic()
+            if remaining > 0 and local.settled.wait(remaining):
+                return
+        else:
+            pause = _POLL_FIRST_SECONDS
+            while time.monotonic() + pause < give_up:
+                time.sleep(pause)
+                if self._store.get(request_id) != existing:
+                    return
+                pause = min(pause * 2, _POLL_MAX_SECONDS)
+            if self._store.get(request_id) != existing:
+                return
+        if deadline is not None:
+            raise DeadlineReached("deadline exceeded while another call with this request_id was publishing")
+        raise NotPublished("another call with this request_id is still publishing, retry with the same request_id")
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.dedupe.labels(outcome).inc()
