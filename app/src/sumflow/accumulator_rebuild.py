@@ -1,0 +1,209 @@
+"""Recovery: rebuild the accumulator's state from the audit log and the Kafka topic.
+
+`sumflow-accumulator rebuild` (same environment as the service, service stopped):
+1. moves state.db (and its -wal/-shm) aside as `state.db.corrupt-<UTC timestamp>`;
+2. reads every audit segment (applied events, oldest first; a torn last line is dropped);
+3. reads the topic from the beginning of every partition up to its current end, decoding events
+   (skipped with `--audit-only`, e.g. when the topic's data is gone too);
+4. de-duplicates by request id (first occurrence wins), appends the events the audit lacked to the
+   audit, and writes a fresh state.db (total, count, next offsets = the end offsets read, the
+   de-duplication window) and total.json.
+Invalid records are not re-sent to the DLQ. An id applied twice in the past because its repeats were
+further apart than the window is counted once by the rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sumflow.adapters.audit_log import AuditPosition, audit_line, list_segments, read_audit
+from sumflow.adapters.ledger_store import state_db_path
+from sumflow.adapters.total_file import fsync_dir, write_total_file
+from sumflow.bootstrap_accumulator import lock_state_dir, new_audit_log, new_store
+from sumflow.config import AccumulatorConfig
+from sumflow.domain.events import InvalidEvent, decode_event
+from sumflow.domain.ledger import LedgerState
+
+log = logging.getLogger(__name__)
+
+# request_id -> (first, second, result, partition, offset, produced_at_ms)
+Event = tuple[int, int, int, int, int, int]
+
+
+class RebuildError(RuntimeError):
+    pass
+
+
+@dataclass
+class RebuildReport:
+    total: int = 0
+    applied: int = 0
+    from_audit: int = 0
+    from_kafka: int = 0
+    invalid_skipped: int = 0
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    moved_aside: list[str] = field(default_factory=list)
+
+
+def _audit_event(doc: dict[str, Any]) -> tuple[str, Event] | None:
+    try:
+        values = tuple(
+            doc[k] for k in ("first_number", "second_number", "result", "partition", "offset", "produced_at_ms")
+        )
+        request_id = doc["request_id"]
+    except KeyError:
+        return None
+    if not isinstance(request_id, str) or any(type(v) is not int for v in values):
+        return None
+    return request_id, values  # type: ignore[return-value]
+
+
+def _truncate_torn_tail(directory: Path) -> AuditPosition:
+    """Cut the last segment after its last complete line; return the position to append at."""
+    segments = list_segments(directory)
+    if not segments:
+        return AuditPosition(1, 0)
+    number, path = segments[-1]
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep != len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
+            os.fsync(handle.fileno())
+    return AuditPosition(number, keep)
+
+
+def _read_topic(config: AccumulatorConfig, events: dict[str, Event], report: RebuildReport, timeout: float) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    common = config.common
+    consumer = KafkaConsumer(
+        bootstrap_servers=list(common.kafka_bootstrap),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="sumflow-accumulator-rebuild",
+        max_poll_records=10000,
+    )
+    try:
+        partitions = consumer.partitions_for_topic(common.topic) or set()
+        if not partitions:
+            raise RebuildError(f"topic {common.topic!r} not found on {','.join(common.kafka_bootstrap)}")
+        tps = [TopicPartition(common.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+        report.next_offsets = dict(ends)
+        deadline = time.monotonic() + timeout
+        remaining = {tp for tp in tps if consumer.position(tp) < ends[tp.partition]}
+        while remaining:
+            if time.monotonic() > deadline:
+                raise RebuildError(f"reading the topic took longer than {timeout:.0f}s")
+            for tp, messages in consumer.poll(timeout_ms=500).items():
+                end = ends[tp.partition]
+                for m in messages:
+                    if m.offset >= end:
+                        break
+                    try:
+                        ev = decode_event(m.value)
+                    except InvalidEvent:
+                        report.invalid_skipped += 1
+                        continue
+                    if ev.request_id not in events:
+                        events[ev.request_id] = (
+                            ev.first_number,
+                            ev.second_number,
+                            ev.result,
+                            tp.partition,
+                            m.offset,
+                            ev.produced_at_ms,
+                        )
+                        report.from_kafka += 1
+            remaining = {tp for tp in remaining if consumer.position(tp) < ends[tp.partition]}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def rebuild(config: AccumulatorConfig, *, use_kafka: bool = True, timeout: float = 600.0) -> RebuildReport:
+    state_dir = config.state_dir
+    lock = lock_state_dir(state_dir)
+    try:
+        return _rebuild_locked(config, use_kafka=use_kafka, timeout=timeout)
+    finally:
+        lock.close()
+
+
+def move_aside(state_dir: Path) -> list[str]:
+    """Rename state.db (and -wal/-shm) to *.corrupt-<UTC timestamp>; never delete them."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    db = state_db_path(state_dir)
+    moved = []
+    for suffix in ("", "-wal", "-shm"):
+        old = Path(f"{db}{suffix}")
+        if old.exists():
+            target = Path(f"{db}{suffix}.corrupt-{stamp}")
+            old.rename(target)
+            moved.append(str(target))
+    fsync_dir(state_dir)
+    return moved
+
+
+def _rebuild_locked(config: AccumulatorConfig, *, use_kafka: bool, timeout: float) -> RebuildReport:
+    state_dir = config.state_dir
+    report = RebuildReport()
+    audit = new_audit_log(config)
+    audit.directory.mkdir(parents=True, exist_ok=True)
+    position = _truncate_torn_tail(audit.directory)
+    events: dict[str, Event] = {}
+    audit_next: dict[int, int] = {}
+    for doc in read_audit(audit.directory):
+        parsed = _audit_event(doc)
+        if parsed is None:
+            report.invalid_skipped += 1
+            continue
+        request_id, ev = parsed
+        audit_next[ev[3]] = max(audit_next.get(ev[3], 0), ev[4] + 1)
+        if request_id not in events:
+            events[request_id] = ev
+    report.from_audit = len(events)
+    in_audit = len(events)
+    if use_kafka:
+        _read_topic(config, events, report, timeout)
+        for partition, offset in audit_next.items():  # never go back behind what the audit holds
+            report.next_offsets[partition] = max(report.next_offsets.get(partition, 0), offset)
+    else:
+        report.next_offsets = audit_next
+
+    report.moved_aside = move_aside(state_dir)
+
+    now = time.time()
+    items = list(events.items())
+    audit.recover(position)
+    lines = [
+        audit_line(rid, ev[0], ev[1], ev[2], partition=ev[3], offset=ev[4], produced_at_ms=ev[5], applied_at=now)
+        for rid, ev in items[in_audit:]  # the events the audit lacked
+    ]
+    batch = 20000
+    for start in range(0, len(lines), batch):
+        position = audit.append(lines[start : start + batch])
+    audit.close()
+
+    report.applied = len(items)
+    report.total = sum(ev[2] for _, ev in items)
+    state = LedgerState(report.total, report.applied, report.next_offsets)
+    window = items[-config.applied_window_max_ids :]
+    first_seq = len(items) - len(window) + 1
+    rows = [(first_seq + i, rid, ev[0], ev[1], ev[2], ev[3], ev[4], now, ev[5]) for i, (rid, ev) in enumerate(window)]
+    store = new_store(config)
+    try:
+        store.open(create=True)
+        store.commit_batch(state, rows, position, now)
+        store.checkpoint()
+    finally:
+        store.close()
+    write_total_file(state_dir, state, now)
+    return report

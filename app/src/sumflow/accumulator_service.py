@@ -1,0 +1,429 @@
+"""The accumulator's consumer loop: poll a batch, apply it exactly once, commit it durably.
+
+Per batch: decode + de-duplicate (domain.ledger.apply_batch with the SQLite window lookup), send
+invalid records to the DLQ and wait for the acks, append the applied events to the audit log
+(fsync), then ONE SQLite transaction (total, count, offsets, window rows, audit position), then
+replace total.json and publish the in-memory snapshot that /api/total serves.
+
+A failed commit (disk full, I/O error, DLQ unreachable) rolls back, truncates the audit back to the
+committed position, seeks the consumer back to the committed offsets, reports not-ready, and
+retries with backoff; nothing is lost and nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from sumflow.adapters.audit_log import AuditLog, AuditPosition, audit_line
+from sumflow.adapters.ledger_store import LedgerStore
+from sumflow.adapters.total_file import write_total_file
+from sumflow.domain.ledger import BatchOutcome, LedgerState, Record, apply_batch
+from sumflow.observability import sdnotify
+from sumflow.observability.metrics import AccumulatorMetrics
+from sumflow.observability.tracing import context_from_headers
+
+log = logging.getLogger(__name__)
+
+MAX_COMMIT_LINKS = 128
+BACKOFF_START = 0.2
+BACKOFF_MAX = 5.0
+GROUP_COMMIT_INTERVAL = 1.0
+
+
+class EventSource(Protocol):
+    topic: str
+
+    @property
+    def partitions(self) -> list[int]: ...
+    def refresh_assignment(self, next_offsets: dict[int, int], *, force: bool = False) -> list[int]: ...
+    def seek(self, next_offsets: dict[int, int]) -> None: ...
+    def poll(self, timeout_ms: int) -> list[Record]: ...
+    def lag(self) -> dict[int, int]: ...
+    def commit_group_offsets(self, next_offsets: dict[int, int]) -> None: ...
+    def close(self) -> None: ...
+
+
+class DlqPublisher(Protocol):
+    def publish(self, rejected: list) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    total: int
+    applied: int
+    total_json: bytes  # body of GET /api/total, rendered once per commit
+    final_text: bytes  # body of GET /api/final
+
+
+def make_snapshot(state: LedgerState) -> Snapshot:
+    return Snapshot(
+        state.total,
+        state.applied,
+        f'{{"total":{state.total},"applied":{state.applied}}}'.encode(),
+        str(state.total).encode(),
+    )
+
+
+class AccumulatorStatus:
+    """What the HTTP threads read: the latest committed snapshot and the readiness conditions."""
+
+    def __init__(self) -> None:
+        self.snapshot = make_snapshot(LedgerState())
+        self.state_loaded = False
+        self.partitions_assigned = False
+        self.commit_error: str | None = None
+        self.stopping = False
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.stopping:
+            return False, "shutting down"
+        if not self.state_loaded:
+            return False, "state not loaded"
+        if not self.partitions_assigned:
+            return False, "no partitions of the topic assigned yet"
+        if self.commit_error is not None:
+            return False, f"state commit failing: {self.commit_error}"
+        return True, "ready"
+
+
+def traceparent_trace_id(headers: tuple[tuple[str, bytes], ...]) -> str | None:
+    """The trace id of a W3C traceparent header, without the propagator (cheap)."""
+    for key, value in headers:
+        if key == "traceparent":
+            parts = value.split(b"-")
+            if len(parts) == 4 and len(parts[1]) == 32:
+                return parts[1].decode("ascii", "replace")
+    return None
+
+
+class LedgerConsumer:
+    def __init__(
+        self,
+        *,
+        store: LedgerStore,
+        audit: AuditLog,
+        source_factory: Callable[[], EventSource],
+        dlq: DlqPublisher,
+        status: AccumulatorStatus,
+        metrics: AccumulatorMetrics,
+        state_dir: Path,
+        state: LedgerState,
+        audit_position: AuditPosition,
+        tracer: trace.Tracer | None = None,
+        poll_timeout_ms: int = 200,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.source_factory = source_factory
+        self.source: EventSource | None = None
+        self.dlq = dlq
+        self.status = status
+        self.metrics = metrics
+        self.state_dir = state_dir
+        self.state = state
+        self.audit_position = audit_position
+        self.tracer = tracer
+        self.tracing = tracer is not None and tracer.__class__.__module__.startswith("opentelemetry.sdk")
+        self.poll_timeout_ms = poll_timeout_ms
+        self.clock = clock
+        self.total_file_dirty = False
+        self._backoff = BACKOFF_START
+        self._last_group_commit = 0.0
+        self._notified = False
+        self._commit_failed = False  # the last batch commit failed: only a commit clears the error
+        self._publish(state)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """The consumer thread's body: returns after `stop` is set and the current batch committed."""
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                    self._backoff = BACKOFF_START
+                except Exception as exc:
+                    self._fail(exc)
+                    stop.wait(self._backoff)
+                    self._backoff = min(BACKOFF_MAX, self._backoff * 2)
+        finally:
+            self.status.stopping = True
+            self.metrics.ready.set(0)
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.source is not None:
+            if self.status.commit_error is None:
+                self.source.commit_group_offsets(self.state.next_offsets)
+            self.source.close()
+        self.dlq.close()
+        self.audit.close()
+        try:
+            self.store.checkpoint()
+        except Exception as exc:
+            log.warning("WAL checkpoint at shutdown failed", extra={"error": str(exc)})
+        self.store.close()
+
+    def _connect(self) -> EventSource:
+        if self.source is None:
+            self.source = self.source_factory()
+        return self.source
+
+    def step(self) -> int:
+        """One iteration: (re)assign partitions, poll, commit. Returns the number of records polled."""
+        if self.total_file_dirty:
+            self._write_total_file()
+        source = self._connect()
+        if source.refresh_assignment(self.state.next_offsets, force=not source.partitions):
+            self.status.partitions_assigned = True
+            self._update_ready()
+        records = source.poll(self.poll_timeout_ms)
+        for partition, lag in source.lag().items():
+            self.metrics.consumer_lag.labels(str(partition)).set(lag)
+        if records:
+            self.process(records)
+        elif self.status.commit_error is not None and not self._commit_failed:
+            self.status.commit_error = None  # a connection/file error that no longer occurs
+            self._update_ready()
+        return len(records)
+
+    # -- one batch --------------------------------------------------------------------------------
+
+    def process(self, records: list[Record]) -> BatchOutcome:
+        started = time.perf_counter()
+        outcome = apply_batch(self.state, records, self.store.already_applied)
+        self.metrics.batch_size.observe(len(records))
+        if outcome.redelivered:
+            self.metrics.redeliveries.inc(outcome.redelivered)
+        new_state = outcome.state
+        if new_state.next_offsets == self.state.next_offsets:
+            return outcome  # only redeliveries: nothing to commit
+        spans = self._start_spans(records, outcome) if self.tracing else []
+        now = self.clock()
+        if outcome.rejected:
+            try:
+                self.dlq.publish(outcome.rejected)
+            except BaseException:
+                self._commit_failed = True
+                for span in spans:
+                    span.end()
+                raise
+        base = self.state.applied
+        rows = []
+        lines = []
+        for i, item in enumerate(outcome.applied, start=1):
+            ev = item.event
+            rows.append(
+                (
+                    base + i,
+                    ev.request_id,
+                    ev.first_number,
+                    ev.second_number,
+                    ev.result,
+                    item.partition,
+                    item.offset,
+                    now,
+                    ev.produced_at_ms,
+                )
+            )
+            lines.append(
+                audit_line(
+                    ev.request_id,
+                    ev.first_number,
+                    ev.second_number,
+                    ev.result,
+                    partition=item.partition,
+                    offset=item.offset,
+                    produced_at_ms=ev.produced_at_ms,
+                    applied_at=now,
+                )
+            )
+        commit_span = self._start_commit_span(spans, len(rows)) if spans else None
+        try:
+            position = self.audit.append(lines)
+            self.store.commit_batch(new_state, rows, position, now)
+        except BaseException as exc:
+            self._commit_failed = True
+            if commit_span is not None:
+                commit_span.set_status(Status(StatusCode.ERROR, str(exc)))
+                commit_span.end()
+            for span in spans:
+                span.set_status(Status(StatusCode.ERROR, "state commit failed"))
+                span.end()
+            raise
+        self._commit_failed = False
+        self.audit_position = position
+        self.state = new_state
+        self._publish(new_state)
+        if commit_span is not None:
+            commit_span.end()
+        for span in spans:
+            span.end()
+        self._record_metrics(records, outcome, now, time.perf_counter() - started)
+        self._write_total_file()
+        self._commit_group_offsets()
+        if self.status.commit_error is not None:
+            log.info("state commit recovered")
+            self.status.commit_error = None
+            self._update_ready()
+        return outcome
+
+    def _record_metrics(self, records: list[Record], outcome: BatchOutcome, now: float, duration: float) -> None:
+        m = self.metrics
+        m.batch_duration.observe(duration)
+        if outcome.applied:
+            m.events_applied.inc(len(outcome.applied))
+            now_ms = now * 1000
+            slowest = None
+            slowest_latency = -1.0
+            observe = m.end_to_end_latency.observe
+            for item in outcome.applied:
+                latency = max(0.0, (now_ms - item.event.produced_at_ms) / 1000)
+                if latency > slowest_latency:
+                    slowest, slowest_latency = item, latency
+                else:
+                    observe(latency)
+            if slowest is not None:  # the batch's slowest event carries the exemplar (its trace id)
+                headers = next(
+                    (r.headers for r in records if r.partition == slowest.partition and r.offset == slowest.offset),
+                    (),
+                )
+                trace_id = traceparent_trace_id(headers)
+                observe(slowest_latency, exemplar={"trace_id": trace_id} if trace_id else None)
+        if outcome.duplicates:
+            m.duplicates_dropped.inc(len(outcome.duplicates))
+            log.info(
+                "duplicate request ids dropped",
+                extra={"count": len(outcome.duplicates), "request_id": outcome.duplicates[0].event.request_id},
+            )
+        for item in outcome.rejected:
+            m.dlq_events.labels(reason_label(item.reason)).inc()
+            log.warning(
+                "invalid event sent to the DLQ",
+                extra={"reason": item.reason, "partition": item.record.partition, "offset": item.record.offset},
+            )
+        m.total.set(self.state.total)
+        m.applied.set(self.state.applied)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _publish(self, state: LedgerState) -> None:
+        self.status.snapshot = make_snapshot(state)
+
+    def _write_total_file(self) -> None:
+        try:
+            write_total_file(self.state_dir, self.state, self.clock())
+            self.total_file_dirty = False
+        except OSError:
+            self.total_file_dirty = True
+            raise
+
+    def _commit_group_offsets(self) -> None:
+        now = time.monotonic()
+        if self.source is not None and now - self._last_group_commit >= GROUP_COMMIT_INTERVAL:
+            self._last_group_commit = now
+            self.source.commit_group_offsets(self.state.next_offsets)
+
+    def _update_ready(self) -> None:
+        ready, _ = self.status.readiness()
+        self.metrics.ready.set(1 if ready else 0)
+        if ready and not self._notified:
+            self._notified = True
+            sdnotify.notify("READY=1")
+            log.info(
+                "accumulator ready",
+                extra={
+                    "total": str(self.state.total),
+                    "applied": self.state.applied,
+                    "offsets": self.state.next_offsets,
+                },
+            )
+
+    def _fail(self, exc: Exception) -> None:
+        """After a failed step: count it, report not-ready, return audit and consumer to the committed state."""
+        self.metrics.state_errors.inc()
+        self.status.commit_error = f"{type(exc).__name__}: {exc}"[:200]
+        self._update_ready()
+        log.error("batch failed; will retry from the committed state", extra={"error": self.status.commit_error})
+        try:
+            self.audit.recover(self.audit_position)
+        except Exception as again:
+            log.error("audit rollback failed", extra={"error": str(again)})
+        if self.source is not None:
+            try:
+                self.source.seek(self.state.next_offsets)
+            except Exception as again:
+                log.error("seek back failed", extra={"error": str(again)})
+
+    def _start_spans(self, records: list[Record], outcome: BatchOutcome) -> list[trace.Span]:
+        assert self.tracer is not None
+        by_position = {(r.partition, r.offset): r for r in records}
+        spans = []
+        kinds = [("applied", a.partition, a.offset, a.event.request_id, a.event.result) for a in outcome.applied]
+        kinds += [("duplicate", a.partition, a.offset, a.event.request_id, a.event.result) for a in outcome.duplicates]
+        kinds += [("rejected", r.record.partition, r.record.offset, None, None) for r in outcome.rejected]
+        for kind, partition, offset, request_id, result in kinds:
+            record = by_position.get((partition, offset))
+            parent = context_from_headers(record.headers if record else ())
+            attributes: dict[str, str | int] = {
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self._topic(),
+                "messaging.destination.partition.id": str(partition),
+                "messaging.kafka.offset": offset,
+                "sumflow.outcome": kind,
+            }
+            if request_id is not None:
+                attributes["sumflow.request_id"] = request_id
+                attributes["sumflow.result"] = str(result)
+            spans.append(
+                self.tracer.start_span(
+                    "summation process", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+                )
+            )
+        return spans
+
+    def _start_commit_span(self, spans: list[trace.Span], applied: int) -> trace.Span:
+        """One `ledger commit` span per batch: child of the first event's span, linked to the others."""
+        assert self.tracer is not None
+        parent = trace.set_span_in_context(spans[0])
+        links = [Link(s.get_span_context()) for s in spans[1 : 1 + MAX_COMMIT_LINKS]]
+        return self.tracer.start_span(
+            "ledger commit",
+            context=parent,
+            links=links,
+            attributes={"sumflow.batch.events": len(spans), "sumflow.batch.applied": applied},
+        )
+
+    def _topic(self) -> str:
+        return self.source.topic if self.source is not None else ""
+
+
+def reason_label(reason: str) -> str:
+    """A bounded label value for a DLQ reason (the full reason is in the record's header)."""
+    for prefix, label in (
+        ("value is not valid JSON", "invalid_json"),
+        ("value is not a JSON object", "not_an_object"),
+        ("missing field", "missing_field"),
+        ("field request_id is not a UUID", "invalid_request_id"),
+        ("out of int64 range", "out_of_range"),
+        ("must be", "wrong_type"),
+        ("result is not", "wrong_result"),
+        ("unsupported event version", "unsupported_version"),
+        ("record value too large", "too_large"),
+        ("empty record value", "empty"),
+    ):
+        if prefix in reason:
+            return label
+    return "other"
