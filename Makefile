@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: venv proto run test lint test-unit test-integration test-e2e
+.PHONY: venv proto run test lint test-unit test-integration test-e2e dashboards test-observability
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt app/pyproject.toml
@@ -19,7 +19,15 @@ proto: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check app tests scripts
+	$(VENV)/bin/ruff format --check app tests scripts observability
 
 test-unit: venv
 	$(PYTEST) tests/unit
+
+# Dashboards as code: regenerate observability/grafana/dashboards/*.json from observability/dashgen.
+dashboards: venv
+	PYTHONPATH=observability $(PY) -m dashgen
+
+# Dashboards, alert rules (promtool), and the live proof against a real Prometheus + services.
+test-observability: venv
+	$(PYTEST) tests/observability
