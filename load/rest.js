@@ -41,7 +41,7 @@ export const ENDPOINTS = [
       'summations: 200': (r) => r.status === 200,
       'summations: JSON with a list of summations': (r) => {
         const doc = jsonBody(r);
-        return doc !== null && Array.isArray(doc.summations);
+        return doc !== null && Array.isArray(doc.summations) && isInt(doc.limit);
       },
     },
   },
@@ -58,13 +58,25 @@ export const ENDPOINTS = [
     path: '/healthz',
     weight: 10,
     url: () => `${REST_URL}/healthz`,
-    checks: { 'healthz: 200': (r) => r.status === 200 },
+    checks: {
+      'healthz: 200': (r) => r.status === 200,
+      'healthz: status ok': (r) => {
+        const doc = jsonBody(r);
+        return doc !== null && doc.status === 'ok';
+      },
+    },
   },
   {
     path: '/readyz',
     weight: 10,
     url: () => `${REST_URL}/readyz`,
-    checks: { 'readyz: 200': (r) => r.status === 200 },
+    checks: {
+      'readyz: 200': (r) => r.status === 200,
+      'readyz: status ready': (r) => {
+        const doc = jsonBody(r);
+        return doc !== null && doc.status === 'ready';
+      },
+    },
   },
 ];
 

@@ -63,9 +63,7 @@ def proto_model() -> dict[str, Any]:
     """Compile the proto with protoc and describe every method: full name -> input/output fields."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "set.pb"
-        rc = protoc.main(
-            ["protoc", f"-I{PROTO_ROOT}", f"--descriptor_set_out={out}", "--include_imports", PROTO_FILE]
-        )
+        rc = protoc.main(["protoc", f"-I{PROTO_ROOT}", f"--descriptor_set_out={out}", "--include_imports", PROTO_FILE])
         if rc != 0:
             raise RuntimeError(f"protoc failed on {PROTO_FILE}")
         fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
@@ -156,9 +154,8 @@ def openapi_model(doc: dict[str, Any], base: str) -> dict[str, Any]:
                 continue
             params = [_resolve(doc, p) for p in [*shared, *op.get("parameters", [])]]
             responses = {str(code): _response_spec(doc, str(code), r) for code, r in op.get("responses", {}).items()}
-            for code in ("404", "405"):
-                if code in responses:
-                    default_errors.setdefault(code, responses[code])
+            if "default" in responses:
+                default_errors.setdefault("default", responses["default"])
             methods[method] = {
                 "params": [{"name": p["name"], "in": p["in"], "schema": p.get("schema", {})} for p in params],
                 "responses": responses,
@@ -167,10 +164,8 @@ def openapi_model(doc: dict[str, Any], base: str) -> dict[str, Any]:
     return {
         "base": base,
         "routes": routes,
-        "not_found": default_errors.get("404", {"status": "404", "content_type": "application/json", "body": {}}),
-        "method_not_allowed": default_errors.get(
-            "405", {"status": "405", "content_type": "application/json", "body": {}}
-        ),
+        "not_found": {**default_errors["default"], "status": "404"},
+        "method_not_allowed": {**default_errors["default"], "status": "405"},
     }
 
 
