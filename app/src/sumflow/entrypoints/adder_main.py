@@ -68,9 +68,13 @@ def run_single(cfg: AdderConfig, *, worker: bool = False) -> int:
         log.error("cannot start: %s", exc)
         return 1
     app.start()
-    sdnotify.notify("READY=1")
+    # A worker names itself: the supervisor counts one READY=1 per worker pid.
+    sdnotify.notify(f"READY=1\nMAINPID={os.getpid()}" if worker else "READY=1")
+    parent = os.getppid()
     while not stop.wait(1.0):
-        pass
+        if worker and os.getppid() != parent:
+            log.error("supervisor gone: stopping")
+            break
     sdnotify.notify("STOPPING=1")
     app.stop()
     return 0
