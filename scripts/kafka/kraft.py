@@ -1,0 +1,470 @@
+"""Run Apache Kafka in KRaft mode on loopback: one combined node, or a three-node quorum.
+
+Used by the test harness (tests/support/broker.py imports this file) and by scripts/run-local.sh.
+Stdlib only, except the readiness probe, which needs kafka-python (installed in the project venv).
+
+    python scripts/kafka/kraft.py run --data-dir var/kafka --port 9092 --topic summation --topic summation.dlq
+    python scripts/kafka/kraft.py run --nodes 3 --data-dir /tmp/k3
+
+The jars come from scripts/kafka/fetch.sh (fetched on first use). Each node runs `kafka.Kafka` from
+`java -cp libs/*` exactly as the upstream `kafka-server-start.sh` does; storage is formatted once with
+`kafka.tools.StorageTool format`, and a restart reuses the same data directory and ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+HERE = Path(__file__).resolve().parent
+FETCH_SCRIPT = HERE / "fetch.sh"
+DEFAULT_HEAP = "-Xmx512m -Xms64m"
+READY_TIMEOUT_SECONDS = 120.0
+PROBE_TOPIC = "__sumflow_probe"
+
+LOG4J2_PROPERTIES = """\
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.clients.name = org.apache.kafka.clients
+logger.clients.level = WARN
+logger.controller.name = kafka.controller
+logger.controller.level = INFO
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+"""
+
+
+class KafkaHarnessError(RuntimeError):
+    """The broker could not be fetched, formatted or started; the message says why."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SUMFLOW_CACHE", str(Path.home() / ".cache" / "sumflow")))
+
+
+def libs_dir() -> Path:
+    return cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def ensure_jars() -> Path:
+    """Fetch the broker jars into the cache if they are missing (idempotent, safe in parallel)."""
+    libs = libs_dir()
+    stamp = libs.parent / ".complete"
+    if not stamp.is_file():
+        result = subprocess.run([str(FETCH_SCRIPT), "fetch"], check=False, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise KafkaHarnessError(f"fetching Kafka jars failed:\n{result.stdout}\n{result.stderr}")
+    return libs
+
+
+def java_binary() -> str:
+    """Path to a Java >= 17 `java`; raises KafkaHarnessError (loudly) otherwise."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise KafkaHarnessError("Java 17+ is required for the Kafka broker: apt-get install -y openjdk-17-jre-headless")
+    out = subprocess.run([java, "-version"], check=False, capture_output=True, text=True)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        raise KafkaHarnessError(f"cannot read the Java version from {java}: {out.stderr.strip()}")
+    major = int(match.group(1))
+    if major == 1 and match.group(2):
+        major = int(match.group(2))
+    if major < 17:
+        raise KafkaHarnessError(f"Kafka {KAFKA_VERSION} needs Java 17+, found Java {major} at {java}")
+    return java
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free right now (bind port 0); the broker binds it a moment later."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def die_with_parent_prefix() -> list[str]:
+    """`setpriv --pdeathsig KILL`: the child gets SIGKILL when the thread that started it dies, so an
+    aborted test run never leaves a JVM behind. Only used from the main thread (a helper thread that
+    restarts a process and then ends would otherwise kill it)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return []
+    return [setpriv, "--pdeathsig", "KILL", "--"]
+
+
+@dataclass
+class KraftNode:
+    """One combined broker+controller JVM with its own data directory and fixed ports."""
+
+    node_id: int
+    data_dir: Path
+    port: int
+    controller_port: int
+    voters: str = ""  # controller.quorum.voters; filled in by the cluster
+    heap: str = DEFAULT_HEAP
+    host: str = "127.0.0.1"
+    extra_properties: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "broker.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def is_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def properties(self, cluster_size: int) -> dict[str, str]:
+        rf = str(min(cluster_size, 3))
+        min_isr = "2" if cluster_size >= 3 else "1"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "data"),
+            "num.partitions": "1",
+            "default.replication.factor": rf,
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": "5",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "transaction.state.log.num.partitions": "5",
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+            "log.segment.bytes": str(64 << 20),
+            "log.retention.hours": "24",
+        }
+        props.update(self.extra_properties)
+        return props
+
+    def write_config(self, cluster_size: int) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lines = [f"{k}={v}" for k, v in self.properties(cluster_size).items()]
+        self.config_path.write_text("\n".join(lines) + "\n")
+        (self.data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+
+    def _java_cmd(self, main_class: str, *args: str) -> list[str]:
+        libs = ensure_jars()
+        return [
+            java_binary(),
+            *self.heap.split(),
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
+            "-cp",
+            f"{libs}/*",
+            main_class,
+            *args,
+        ]
+
+    def is_formatted(self) -> bool:
+        return (self.data_dir / "data" / "meta.properties").is_file()
+
+    def format(self, cluster_id: str) -> None:
+        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path))
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise KafkaHarnessError(f"formatting {self.data_dir} failed:\n{result.stdout}\n{result.stderr}")
+
+    def start(self) -> None:
+        if self.is_alive():
+            return
+        cmd = self._java_cmd("kafka.Kafka", str(self.config_path))
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== start {time.strftime('%Y-%m-%dT%H:%M:%S')} =====\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [*die_with_parent_prefix(), *cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Graceful stop (SIGTERM: controlled shutdown), SIGKILL after `timeout`."""
+        if not self.is_alive():
+            return
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: the broker dies without flushing or leaving the quorum."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(30)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no broker log)"
+
+
+class KraftCluster:
+    """N combined KRaft nodes on loopback (N=1: the single-node harness, N=3: a quorum of three)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        nodes: int = 1,
+        ports: Sequence[int] | None = None,
+        controller_ports: Sequence[int] | None = None,
+        heap: str = DEFAULT_HEAP,
+        extra_properties: dict[str, str] | None = None,
+    ) -> None:
+        if nodes < 1:
+            raise ValueError("nodes must be >= 1")
+        self.data_dir = Path(data_dir)
+        ports = list(ports) if ports else [free_port() for _ in range(nodes)]
+        controller_ports = list(controller_ports) if controller_ports else [free_port() for _ in range(nodes)]
+        if len(ports) != nodes or len(controller_ports) != nodes:
+            raise ValueError("one port and one controller port per node")
+        voters = ",".join(f"{i + 1}@127.0.0.1:{controller_ports[i]}" for i in range(nodes))
+        self.nodes = [
+            KraftNode(
+                node_id=i + 1,
+                data_dir=self.data_dir if nodes == 1 else self.data_dir / f"node{i + 1}",
+                port=ports[i],
+                controller_port=controller_ports[i],
+                voters=voters,
+                heap=heap,
+                extra_properties=dict(extra_properties or {}),
+            )
+            for i in range(nodes)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def prepare(self) -> None:
+        """Write configs and format storage once (a restart keeps the formatted data)."""
+        ensure_jars()
+        java_binary()
+        for node in self.nodes:
+            node.write_config(len(self.nodes))
+        cluster_id_file = self.data_dir / "cluster.id"
+        if not all(node.is_formatted() for node in self.nodes):
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            if not cluster_id_file.exists():
+                cluster_id_file.write_text(new_cluster_id())
+            cluster_id = cluster_id_file.read_text().strip()
+            for node in self.nodes:
+                if not node.is_formatted():
+                    node.format(cluster_id)
+
+    def start(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        self.prepare()
+        for node in self.nodes:
+            node.start()
+        self.wait_ready(timeout)
+
+    def stop(self) -> None:
+        # Stop concurrently: a lone last controller of a quorum waits for peers that are gone.
+        threads = [threading.Thread(target=node.stop) for node in self.nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        wait_ready(self.bootstrap, timeout, self.nodes, replication=min(len(self.nodes), 3))
+
+
+def create_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int = 1,
+    replication: int = 1,
+    timeout: float = 60.0,
+    configs: dict[str, str] | None = None,
+) -> None:
+    """Create topics (idempotent) and wait until each has a leader for every partition."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    names = list(topics)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        for name in names:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(
+                    [NewTopic(name, partitions, replication, topic_configs=dict(configs or {}))],
+                    timeout_ms=int(timeout * 1000),
+                )
+        deadline = time.monotonic() + timeout
+        while True:
+            described = admin.describe_topics(names)
+            ready = all(
+                t.get("error_code", 0) == 0
+                and len(t.get("partitions", [])) == partitions
+                and all(p.get("leader_id", -1) >= 0 for p in t["partitions"])
+                for t in described
+            )
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise KafkaHarnessError(f"topics {names} have no leaders after {timeout}s: {described}")
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def _accepts_connections(bootstrap: str) -> bool:
+    for address in bootstrap.split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                pass
+        except OSError:
+            return False
+    return True
+
+
+def wait_ready(bootstrap: str, timeout: float, nodes: Sequence[KraftNode] = (), replication: int = 1) -> None:
+    """Block until a producer gets an acks=all acknowledgement on a probe topic."""
+    from kafka import KafkaProducer
+
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        for node in nodes:
+            if not node.is_alive():
+                raise KafkaHarnessError(f"Kafka node {node.node_id} exited during start:\n{node.log_tail()}")
+        if not _accepts_connections(bootstrap):
+            time.sleep(0.3)
+            continue
+        producer = None
+        try:
+            create_topics(bootstrap, [PROBE_TOPIC], 1, replication, timeout=10.0)
+            producer = KafkaProducer(
+                bootstrap_servers=bootstrap, acks="all", request_timeout_ms=5000, max_block_ms=5000
+            )
+            producer.send(PROBE_TOPIC, b"probe").get(timeout=10)
+            return
+        except Exception as exc:  # any failure means "not ready yet"
+            last_error = exc
+            time.sleep(0.5)
+        finally:
+            if producer is not None:
+                producer.close(timeout=2)
+    tails = "\n".join(node.log_tail() for node in nodes)
+    raise KafkaHarnessError(f"Kafka at {bootstrap} not ready after {timeout}s ({last_error!r})\n{tails}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    cluster = KraftCluster(
+        Path(args.data_dir),
+        nodes=args.nodes,
+        ports=[args.port + i for i in range(args.nodes)] if args.port else None,
+        controller_ports=[args.controller_port + i for i in range(args.nodes)] if args.controller_port else None,
+        heap=args.heap,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        started = time.monotonic()
+        cluster.start(args.timeout)
+        if args.topic:
+            create_topics(cluster.bootstrap, args.topic, args.partitions, min(args.nodes, 3))
+        print(f"kafka ready bootstrap={cluster.bootstrap} in {time.monotonic() - started:.1f}s", flush=True)
+        if args.ready_file:
+            Path(args.ready_file).write_text(cluster.bootstrap + "\n")
+        while not stop.wait(1.0):
+            for node in cluster.nodes:
+                if not node.is_alive():
+                    print(f"kafka node {node.node_id} exited:\n{node.log_tail()}", file=sys.stderr)
+                    return 1
+        return 0
+    except KafkaHarnessError as exc:
+        print(f"kafka: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start KRaft node(s) in the foreground until SIGINT/SIGTERM")
+    run.add_argument("--data-dir", required=True)
+    run.add_argument("--nodes", type=int, default=1)
+    run.add_argument("--port", type=int, default=0, help="client port of node 1 (others +1, +2); 0 = free port")
+    run.add_argument("--controller-port", type=int, default=0)
+    run.add_argument("--topic", action="append", default=[], help="topic to create once ready (repeatable)")
+    run.add_argument("--partitions", type=int, default=1)
+    run.add_argument("--heap", default=DEFAULT_HEAP)
+    run.add_argument("--timeout", type=float, default=READY_TIMEOUT_SECONDS)
+    run.add_argument("--ready-file", help="write the bootstrap string here once ready")
+    sub.add_parser("fetch", help="fetch the jars into the cache")
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        print(ensure_jars())
+        return 0
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

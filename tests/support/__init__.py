@@ -1,0 +1,1 @@
+"""Shared test helpers: real Kafka broker harness, service subprocesses, gRPC/HTTP clients."""
