@@ -263,6 +263,10 @@ class LedgerConsumer:
                 span.end()
             raise
         self._commit_failed = False
+        if self.status.commit_error is not None:
+            log.info("state commit recovered")
+            self.status.commit_error = None
+            self._update_ready()
         self.audit_position = position
         self.state = new_state
         self._publish(new_state)
@@ -273,10 +277,6 @@ class LedgerConsumer:
         self._record_metrics(records, outcome, now, time.perf_counter() - started)
         self._write_total_file()
         self._commit_group_offsets()
-        if self.status.commit_error is not None:
-            log.info("state commit recovered")
-            self.status.commit_error = None
-            self._update_ready()
         return outcome
 
     def _record_metrics(self, records: list[Record], outcome: BatchOutcome, now: float, duration: float) -> None:
