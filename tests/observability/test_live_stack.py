@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from tests.observability.promql import (
 )
 from tests.observability.services import sumflow_services
 from tests.observability.traffic import drive, produce_invalid_record
+from tests.support.broker import unique_topic
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((REPO / "observability/prometheus/rules").glob("*.yml"))
@@ -50,10 +50,11 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(kafka_bootstrap, tmp_path_factory):
+def live(kafka_broker, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("observability")
-    topic = f"obs-{uuid.uuid4().hex[:8]}"
-    create_topics(kafka_bootstrap, [topic, f"{topic}.dlq"])
+    kafka_bootstrap = kafka_broker.bootstrap
+    topic = kafka_broker.create_topic(unique_topic("obs"), partitions=2, replication=1)
+    kafka_broker.create_topic(f"{topic}.dlq", partitions=1, replication=1)
     sink = OtlpSink()
     endpoint = sink.start()
     try:
@@ -79,16 +80,6 @@ def live(kafka_bootstrap, tmp_path_factory):
             yield Live(prom, sink, services, report, start, time.time())
     finally:
         sink.stop()
-
-
-def create_topics(bootstrap: str, names: list[str]) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1) for name in names])
-    finally:
-        admin.close()
 
 
 def _dashboards() -> dict[str, dict]:
