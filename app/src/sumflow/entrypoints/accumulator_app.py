@@ -73,7 +73,8 @@ def create_app(
     recent: Callable[[int], list[AppliedRow]],
     registry: CollectorRegistry,
 ) -> bottle.Bottle:
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle(catchall=True)
+    app.config["json.enable"] = False
     openapi_bytes = orjson.dumps(openapi_document())
 
     def json_error(err: bottle.HTTPError) -> bytes:
