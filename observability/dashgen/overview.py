@@ -275,7 +275,7 @@ def _resources_row(board: dashboard.Dashboard) -> None:
             "Messages in per second and under-replicated partitions (JMX exporter on the broker hosts).",
             [
                 Query(
-                    f"sum by (instance) (rate(kafka_server_brokertopicmetrics_messagesin_total[{RATE}]))",
+                    f"sum by (instance) (rate(kafka_server_brokertopicmetrics_messagesinpersec_total[{RATE}]))",
                     legend="messages in {{instance}}",
                 ),
                 Query(

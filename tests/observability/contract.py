@@ -21,13 +21,17 @@ LOKI_LABELS = {"service", "level", "host", "unit"}
 
 # REVIEWED ALLOW-LIST: series that only exist on deployed hosts, because they come from the Kafka
 # broker's JMX exporter (java agent, port 9404, scrape job "kafka"). The test cannot scrape them, so
-# they are checked by exact name against the names that the JMX exporter's Kafka rules produce
-# (`kafka.server<type=(.+), name=(.+)PerSec\w*><>Count` -> kafka_server_$1_$2_total and
-# `kafka.server<type=(.+), name=(.+)><>Value` -> kafka_server_$1_$2, lowercaseOutputName: true).
-# Adding a name here needs the rule in roles/kafka's JMX exporter config that produces it.
+# they are checked by exact name against what roles/kafka/templates/jmx-exporter.yml.j2 produces
+# (lowercaseOutputName: true; `kafka.(server|...)<type=(.+), name=(.+)><>Count` -> kafka_$1_$2_$3_total,
+# `...><>Value` -> kafka_$1_$2_$3). Adding a name here needs the rule there that produces it.
 DEPLOY_ONLY_METRICS = {
-    "kafka_server_brokertopicmetrics_messagesin_total": "BrokerTopicMetrics MessagesInPerSec Count",
-    "kafka_server_replicamanager_underreplicatedpartitions": "ReplicaManager UnderReplicatedPartitions Value",
+    # metric name: the MBean attribute it comes from, in the JMX exporter's pattern-matching format
+    "kafka_server_brokertopicmetrics_messagesinpersec_total": (
+        "kafka.server<type=BrokerTopicMetrics, name=MessagesInPerSec><>Count"
+    ),
+    "kafka_server_replicamanager_underreplicatedpartitions": (
+        "kafka.server<type=ReplicaManager, name=UnderReplicatedPartitions><>Value"
+    ),
 }
 # Selectors (exact text) that only match on deployed hosts: the broker's scrape job.
 DEPLOY_ONLY_SELECTORS = {'up{job="kafka"}': "scrape job of the broker's JMX exporter"}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from dashgen.datasources import LOKI_UID, PROMETHEUS_UID, TEMPO_UID
 from dashgen.render import OUTPUT_DIR, render_all
@@ -14,6 +17,8 @@ from tests.observability.contract import (
     exported_metric_names,
 )
 from tests.observability.promql import dashboard_queries, loki_label_names, metric_names
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Panels that issue 4 asks the overview to have (by title).
 REQUIRED_PANELS = {
@@ -87,3 +92,27 @@ def test_latency_panels_ask_for_exemplars():
     ]
     assert "Call latency p50 / p95 / p99" in with_exemplars
     assert "End-to-end latency p50 / p95 / p99" in with_exemplars
+
+
+def _jmx_exporter_name(rules: list[dict], mbean: str) -> str | None:
+    """The name the JMX exporter gives `mbean` (first rule whose pattern matches wins)."""
+    for rule in rules:
+        match = re.fullmatch(rule["pattern"], mbean)
+        if match is None:
+            continue
+        name = rule.get("name")
+        if not name:
+            return None
+        for index, group in enumerate(match.groups(), start=1):
+            name = name.replace(f"${index}", group or "")
+        return re.sub(r"[^a-zA-Z0-9_:]", "_", name).lower()
+    return None
+
+
+def test_deploy_only_names_are_what_the_kafka_roles_jmx_rules_produce():
+    """The allow-list cannot drift from roles/kafka's JMX exporter config: apply its rules to each MBean."""
+    template = REPO / "roles/kafka/templates/jmx-exporter.yml.j2"
+    config = yaml.safe_load("\n".join(line for line in template.read_text().splitlines() if "{{" not in line))
+    assert config.get("lowercaseOutputName") is True
+    for name, mbean in DEPLOY_ONLY_METRICS.items():
+        assert _jmx_exporter_name(config["rules"], mbean) == name, (name, mbean)
