@@ -1,0 +1,1 @@
+"""sumflow benchmarks: `make bench` (python -m benchmarks.run). Never part of `make test`."""

@@ -1,0 +1,444 @@
+"""sumflow benchmarks on this machine: `make bench` (or `python -m benchmarks.run [--quick]`).
+
+Starts a real single-node KRaft broker on loopback, the real services as subprocesses, a bare gRPC
+adding server and a bare kafka-python consumer as baselines, and drives them with ghz and wrk.
+Prints a table and writes benchmarks/results/latest.json. Every phase is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from benchmarks.freshness import FreshnessProbe
+from benchmarks.kafka_load import bare_consume, produce_backlog
+from benchmarks.loadtools import LoadResult, ghz_binary, run_ghz, run_wrk, wrk_binary
+from benchmarks.procstats import RssSampler, max_process_rss_mib
+from benchmarks.services import REPO, Service, accumulator_env, adder_env, free_port, get_total
+from sumflow.v1 import sum_pb2, sum_pb2_grpc
+
+RESULTS = REPO / "benchmarks" / "results"
+CONCURRENCY = (16, 64, 256)
+TARGETS = {
+    "adder_rps_min": 3000,
+    "adder_vs_bare_min": 0.6,
+    "fixed_rate_p99_ms_max": 20,
+    "freshness_p99_ms_max": 100,
+    "catchup_eps_min": 50_000,
+    "catchup_vs_bare_min": 0.5,
+    "rss_mib_max": 80,
+    "ready_s_max": 1.5,
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _kraft_module() -> Any:
+    path = REPO / "scripts" / "kafka" / "kraft.py"
+    spec = importlib.util.spec_from_file_location("sumflow_kraft", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load the Kafka harness {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Broker:
+    """The repo's KRaft harness (scripts/kafka/kraft.py), one node on free loopback ports."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.kraft = _kraft_module()
+        self.cluster = self.kraft.KraftCluster(data_dir, nodes=1)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.cluster.bootstrap
+
+    def start(self) -> None:
+        self.cluster.start()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def new_topic(self, prefix: str, partitions: int) -> str:
+        name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
+        self.kraft.create_topics(self.bootstrap, [name, f"{name}.dlq"], partitions, 1)
+        return name
+
+
+def wait_grpc(target: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = sum_pb2_grpc.SumServiceStub(channel)
+        while True:
+            try:
+                stub.AddNumbers(
+                    sum_pb2.AddNumbersRequest(request_id=str(uuid.uuid4()), first_number=1, second_number=2), timeout=5
+                )
+                return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def bare_server(processes: int, run_dir: Path) -> Iterator[str]:
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    log_file = (run_dir / f"bare-{processes}.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.bare_adder", "--listen", target, "--processes", str(processes)],
+        cwd=REPO,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_grpc(target)
+        yield target
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log_file.close()
+
+
+def ladder(target: str, duration: float, processes: int, pid: int | None = None) -> dict[str, Any]:
+    """ghz at each concurrency level (closed model, fresh UUID per call)."""
+    run_ghz(target, concurrency=16, duration_s=2, connections=16)  # warm-up
+    out: dict[str, Any] = {}
+    for c in CONCURRENCY:
+        sampler = RssSampler(pid) if pid else contextlib.nullcontext()
+        with sampler:
+            res = run_ghz(target, concurrency=c, duration_s=duration, connections=min(c, 16))
+        row = res.as_dict()
+        if pid:
+            row["rss_peak_mib"] = round(sampler.peak, 1)
+        out[str(c)] = row
+        log(f"  P={processes} c={c}: {res.rps:.0f}/s p50={res.p50_ms:.1f}ms p99={res.p99_ms:.1f}ms err={res.errors}")
+    return out
+
+
+def phase_throughput(broker: Broker, run_dir: Path, processes: int, duration: float, partitions: int) -> dict[str, Any]:
+    log(f"bare gRPC adding server, {processes} process(es)")
+    with bare_server(processes, run_dir) as target:
+        bare = ladder(target, duration, processes)
+    log(f"sumflow-adder, {processes} process(es), persistent dedupe + acks=all")
+    topic = broker.new_topic("adder", partitions)
+    port, metrics_port = free_port(), free_port()
+    adder = Service(
+        "sumflow-adder",
+        adder_env(broker.bootstrap, topic, port, metrics_port, run_dir / f"dedupe-{processes}", processes),
+        run_dir,
+    )
+    try:
+        ready_s = adder.start()
+        wait_grpc(f"127.0.0.1:{port}")
+        time.sleep(1)
+        idle = max_process_rss_mib(adder.pid)
+        real = ladder(f"127.0.0.1:{port}", duration, processes, adder.pid)
+    finally:
+        adder.stop()
+    ratio = {c: real[c]["rps"] / bare[c]["rps"] if bare[c]["rps"] else 0.0 for c in real}
+    return {
+        "bare": bare,
+        "adder": real,
+        "ratio_vs_bare": ratio,
+        "adder_ready_s": round(ready_s, 3),
+        "adder_rss_idle_mib": round(idle, 1),
+        "adder_stop_s": adder.stop_s,
+        "adder_stop_killed": adder.stop_killed,
+    }
+
+
+def phase_pipeline(
+    broker: Broker, run_dir: Path, processes: int, duration: float, rest_duration: int, partitions: int
+) -> dict[str, Any]:
+    """Fixed 1,000 calls/s with a freshness probe, then REST GET /api/total with wrk."""
+    topic = broker.new_topic("pipeline", partitions)
+    port, metrics_port, http_port = free_port(), free_port(), free_port()
+    adder = Service(
+        "sumflow-adder",
+        adder_env(broker.bootstrap, topic, port, metrics_port, run_dir / "dedupe-pipeline", processes),
+        run_dir,
+    )
+    acc = Service("sumflow-accumulator", accumulator_env(broker.bootstrap, topic, http_port, run_dir / "acc"), run_dir)
+    out: dict[str, Any] = {}
+    try:
+        out["adder_ready_s"] = round(adder.start(), 3)
+        out["accumulator_ready_s"] = round(acc.start(), 3)
+        time.sleep(1)
+        out["accumulator_rss_idle_mib"] = round(max_process_rss_mib(acc.pid), 1)
+        target = f"127.0.0.1:{port}"
+        wait_grpc(target)
+        log(f"fixed 1000 calls/s for {duration}s with the freshness probe")
+        probe = FreshnessProbe(target, http_port, budget_s=duration)
+        result: dict[str, LoadResult] = {}
+        load = threading.Thread(
+            target=lambda: result.setdefault(
+                "ghz", run_ghz(target, concurrency=128, duration_s=duration, connections=16, rps=1000)
+            )
+        )
+        with RssSampler(adder.pid) as adder_rss, RssSampler(acc.pid) as acc_rss:
+            load.start()
+            probe.start()
+            load.join(duration + 90)
+            probe.join(30)
+        if probe.error is not None:
+            raise RuntimeError(f"freshness probe failed: {probe.error!r}")
+        fixed = result["ghz"]
+        samples = sorted(probe.samples_ms)
+        out["fixed_rate"] = {
+            **fixed.as_dict(),
+            "freshness_samples": len(samples),
+            "freshness_timeouts": probe.timeouts,
+            "freshness_p50_ms": round(statistics.median(samples), 2) if samples else None,
+            "freshness_p99_ms": round(samples[min(len(samples) - 1, int(0.99 * len(samples)))], 2) if samples else None,
+            "adder_rss_peak_mib": round(adder_rss.peak, 1),
+            "accumulator_rss_peak_mib": round(acc_rss.peak, 1),
+        }
+        log(
+            f"  1000/s: {fixed.rps:.0f} calls/s p99={fixed.p99_ms:.1f}ms err={fixed.errors}; freshness "
+            f"p50={out['fixed_rate']['freshness_p50_ms']}ms p99={out['fixed_rate']['freshness_p99_ms']}ms "
+            f"(n={len(samples)})"
+        )
+        rest: dict[str, Any] = {}
+        for conns in (16, 64):
+            with RssSampler(acc.pid) as rss:
+                res = run_wrk(f"http://127.0.0.1:{http_port}/api/total", connections=conns, duration_s=rest_duration)
+            rest[str(conns)] = {**res.as_dict(), "rss_peak_mib": round(rss.peak, 1)}
+            log(f"  GET /api/total c={conns}: {res.rps:.0f} req/s p99={res.p99_ms:.1f}ms errors={res.errors}")
+        out["rest_total"] = rest
+        out["final_total"] = get_total(f"http://127.0.0.1:{http_port}")
+    finally:
+        acc.stop()
+        adder.stop()
+    out["stop_s"] = {"adder": adder.stop_s, "accumulator": acc.stop_s}
+    out["stop_killed"] = {"adder": adder.stop_killed, "accumulator": acc.stop_killed}
+    return out
+
+
+def phase_catchup(broker: Broker, run_dir: Path, backlog: int, partitions: int) -> dict[str, Any]:
+    topic = broker.new_topic("backlog", partitions)
+    log(f"producing a backlog of {backlog:,} events")
+    produce_s = produce_backlog(broker.bootstrap, topic, backlog)
+    log(f"  produced in {produce_s:.1f}s ({backlog / produce_s:,.0f}/s); bare consumer ceiling")
+    bare_eps = bare_consume(broker.bootstrap, topic, backlog)
+    log(f"  bare kafka-python consumer: {bare_eps:,.0f} events/s")
+    http_port = free_port()
+    acc = Service(
+        "sumflow-accumulator", accumulator_env(broker.bootstrap, topic, http_port, run_dir / "acc-backlog"), run_dir
+    )
+    base = f"http://127.0.0.1:{http_port}"
+    started = time.monotonic()
+    try:
+        ready_s = acc.start(timeout=60)
+        with RssSampler(acc.pid) as rss:
+            deadline = started + max(120.0, backlog / 10_000)
+            applied = 0
+            while applied < backlog:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"accumulator applied {applied}/{backlog} before the deadline")
+                time.sleep(0.2)
+                applied = get_total(base)["applied"]
+            done = time.monotonic()
+        total = get_total(base)
+    finally:
+        acc.stop(timeout=60)
+    from_ready = done - started - ready_s
+    eps = backlog / from_ready
+    log(f"  accumulator: {backlog:,} applied in {from_ready:.1f}s after ready ({eps:,.0f} events/s)")
+    return {
+        "backlog": backlog,
+        "produce_s": round(produce_s, 2),
+        "bare_consumer_eps": round(bare_eps),
+        "accumulator_ready_s": round(ready_s, 3),
+        "accumulator_s_from_start": round(done - started, 2),
+        "accumulator_s_from_ready": round(from_ready, 2),
+        "accumulator_eps": round(eps),
+        "ratio_vs_bare": round(eps / bare_eps, 3),
+        "accumulator_rss_peak_mib": round(rss.peak, 1),
+        "total_ok": total == {"total": 3 * backlog, "applied": backlog},
+        "accumulator_stop_s": acc.stop_s,
+        "accumulator_stop_killed": acc.stop_killed,
+    }
+
+
+def lat(r: dict[str, Any]) -> str:
+    return f"{fmt(r['rps'])}/s p50 {fmt(r['p50_ms'], 'ms', 1)} p99 {fmt(r['p99_ms'], 'ms', 1)} err {r['errors']}"
+
+
+def fmt(value: Any, unit: str = "", digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str, str]] = []
+    t = TARGETS
+    for procs, tp in results.get("throughput", {}).items():
+        for c in map(str, CONCURRENCY):
+            a, b = tp["adder"][c], tp["bare"][c]
+            rows.append(
+                (
+                    f"adder P={procs} c={c}",
+                    lat(a),
+                    f"bare {fmt(b['rps'])}/s ratio {tp['ratio_vs_bare'][c]:.2f}",
+                    verdict(a["rps"] >= t["adder_rps_min"] and tp["ratio_vs_bare"][c] >= t["adder_vs_bare_min"]),
+                )
+            )
+        rows.append(
+            (
+                f"adder P={procs} ready / RSS",
+                f"ready {tp['adder_ready_s']}s, idle {tp['adder_rss_idle_mib']} MiB",
+                "peak " + ", ".join(f"{tp['adder'][c].get('rss_peak_mib')}" for c in map(str, CONCURRENCY)) + " MiB",
+                verdict(
+                    tp["adder_ready_s"] <= t["ready_s_max"]
+                    and max(tp["adder"][c].get("rss_peak_mib", 0) for c in map(str, CONCURRENCY)) <= t["rss_mib_max"]
+                ),
+            )
+        )
+    pipe = results.get("pipeline")
+    if pipe:
+        fr = pipe["fixed_rate"]
+        rows.append(
+            (
+                "fixed 1000 calls/s",
+                lat(fr),
+                f"target p99 <= {t['fixed_rate_p99_ms_max']}ms",
+                verdict(fr["p99_ms"] <= t["fixed_rate_p99_ms_max"]),
+            )
+        )
+        rows.append(
+            (
+                "freshness at 1000/s",
+                f"p50 {fmt(fr['freshness_p50_ms'], 'ms', 1)} p99 {fmt(fr['freshness_p99_ms'], 'ms', 1)}",
+                f"n={fr['freshness_samples']} timeouts={fr['freshness_timeouts']}",
+                verdict(fr["freshness_p99_ms"] is not None and fr["freshness_p99_ms"] <= t["freshness_p99_ms_max"]),
+            )
+        )
+        for conns, r in pipe["rest_total"].items():
+            rows.append(
+                (
+                    f"GET /api/total c={conns}",
+                    f"{fmt(r['rps'])}/s p50 {fmt(r['p50_ms'], 'ms', 1)} p99 {fmt(r['p99_ms'], 'ms', 1)}",
+                    f"errors {r['errors']}, RSS peak {r['rss_peak_mib']} MiB",
+                    verdict(r["errors"] == 0 and r["rss_peak_mib"] <= t["rss_mib_max"]),
+                )
+            )
+        rows.append(
+            (
+                "pipeline RSS / ready",
+                f"adder peak {fr['adder_rss_peak_mib']} MiB, accumulator idle {pipe['accumulator_rss_idle_mib']} "
+                f"peak {fr['accumulator_rss_peak_mib']} MiB",
+                f"ready adder {pipe['adder_ready_s']}s accumulator {pipe['accumulator_ready_s']}s",
+                verdict(
+                    max(fr["adder_rss_peak_mib"], fr["accumulator_rss_peak_mib"]) <= t["rss_mib_max"]
+                    and max(pipe["adder_ready_s"], pipe["accumulator_ready_s"]) <= t["ready_s_max"]
+                ),
+            )
+        )
+    cu = results.get("catchup")
+    if cu:
+        rows.append(
+            (
+                f"catch-up {cu['backlog']:,} events",
+                f"{fmt(cu['accumulator_eps'])} events/s ({cu['accumulator_s_from_ready']}s), "
+                f"RSS {cu['accumulator_rss_peak_mib']} MiB",
+                f"bare consumer {fmt(cu['bare_consumer_eps'])}/s ratio {cu['ratio_vs_bare']:.2f}",
+                verdict(
+                    cu["accumulator_eps"] >= t["catchup_eps_min"]
+                    and cu["ratio_vs_bare"] >= t["catchup_vs_bare_min"]
+                    and cu["accumulator_rss_peak_mib"] <= t["rss_mib_max"]
+                    and cu["total_ok"]
+                ),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
+    lines = [" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short phases and a 100k backlog (smoke run)")
+    parser.add_argument("--processes", default=os.environ.get("BENCH_PROCESSES", "1,2"))
+    parser.add_argument("--duration", type=float, default=None, help="seconds per ghz level")
+    parser.add_argument("--backlog", type=int, default=None)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--phases", default="throughput,pipeline,catchup")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+    duration = args.duration or (4 if args.quick else 10)
+    backlog = args.backlog or (100_000 if args.quick else 1_000_000)
+    phases = set(args.phases.split(","))
+    ghz_binary()
+    wrk_binary()
+    results: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "loadavg_at_start": os.getloadavg(),
+        "config": {"duration_s": duration, "backlog": backlog, "partitions": args.partitions, "quick": args.quick},
+        "targets": TARGETS,
+    }
+    with tempfile.TemporaryDirectory(prefix="sumflow-bench-") as tmp:
+        run_dir = Path(tmp)
+        broker = Broker(run_dir / "kafka")
+        log(f"starting the broker (run dir {run_dir})")
+        broker.start()
+        try:
+            if "throughput" in phases:
+                results["throughput"] = {
+                    p: phase_throughput(broker, run_dir, int(p), duration, args.partitions)
+                    for p in args.processes.split(",")
+                }
+            if "pipeline" in phases:
+                procs = int(args.processes.split(",")[-1])
+                results["pipeline"] = phase_pipeline(
+                    broker, run_dir, procs, 15 if args.quick else 30, 5 if args.quick else 10, args.partitions
+                )
+                results["pipeline"]["processes"] = procs
+            if "catchup" in phases:
+                results["catchup"] = phase_catchup(broker, run_dir, backlog, args.partitions)
+        finally:
+            broker.stop()
+    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["loadavg_at_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print()
+    print(table(results))
+    print(f"\nload average at start {results['loadavg_at_start']}, at end {results['loadavg_at_end']}")
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
