@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: venv proto run test lint test-unit test-integration test-e2e dashboards test-observability
+.PHONY: venv proto run test lint test-unit test-integration test-e2e dashboards test-observability test-deploy
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt app/pyproject.toml
@@ -31,3 +31,8 @@ dashboards: venv
 # Dashboards, alert rules (promtool), and the live proof against a real Prometheus + services.
 test-observability: venv
 	$(PYTEST) tests/observability
+
+# Molecule on three booted Debian 12 nspawn hosts: site.yml converge, idempotence, verify (root; see
+# docs/molecule.md). Always tears the hosts, bridge and NAT down, also on failure or Ctrl-C.
+test-deploy: venv
+	scripts/nspawn/molecule-test.sh test

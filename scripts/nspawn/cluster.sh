@@ -24,7 +24,16 @@ leader() {
 }
 
 down() {
-  local h
+  local h up_pid
+  # An `up` still booting (e.g. Molecule's background create when the run is interrupted) is stopped
+  # first, so it cannot start a host after we removed everything.
+  up_pid="$(cat "$NSPAWN_RUN/up.pid" 2>/dev/null || true)"
+  if [[ -n "$up_pid" && "$up_pid" != "$$" ]] && kill -0 "$up_pid" 2>/dev/null; then
+    log "stopping the running 'cluster.sh up' ($up_pid)"
+    kill -TERM "$up_pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+  rm -f "$NSPAWN_RUN/up.pid"
   for h in $(hosts); do "$HERE/stop.sh" "$h" & done
   wait || true
   "$HERE/network.sh" down
@@ -34,11 +43,19 @@ down() {
 up() {
   (($# > 0)) || die "usage: cluster.sh up NAME=ADDRESS..."
   local started=$SECONDS spec
-  trap 'log "cluster up failed: tearing down"; down' ERR
-  trap 'log "interrupted: tearing down"; down; exit 130' INT TERM
-  "$HERE/rootfs.sh" >/dev/null
-  "$HERE/network.sh" up
   local pids=()
+  mkdir -p "$NSPAWN_RUN"
+  echo $$ >"$NSPAWN_RUN/up.pid"
+  trap 'log "cluster up failed: tearing down"; down' ERR
+  # shellcheck disable=SC2317
+  trap 'log "interrupted: tearing down"; ((${#pids[@]})) && kill -TERM "${pids[@]}" 2>/dev/null; wait; down; exit 130' INT TERM
+  # In the background + wait, so a signal reaches the trap at once (bash defers traps during a
+  # foreground child; the first build runs debootstrap for minutes).
+  "$HERE/rootfs.sh" >/dev/null &
+  pids+=($!)
+  wait "${pids[0]}"
+  pids=()
+  "$HERE/network.sh" up
   for spec in "$@"; do
     [[ "$spec" == *=* ]] || die "bad host spec '$spec' (want NAME=ADDRESS)"
     "$HERE/boot.sh" "${spec%%=*}" "${spec#*=}" &
@@ -48,6 +65,7 @@ up() {
   for p in "${pids[@]}"; do wait "$p" || failed=1; done
   ((failed == 0)) || false
   trap - ERR INT TERM
+  rm -f "$NSPAWN_RUN/up.pid"
   log "cluster up in $((SECONDS - started)) s: $*"
 }
 
