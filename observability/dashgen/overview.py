@@ -23,6 +23,7 @@ TITLE = "sumflow overview"
 
 E2E_BUCKETS = "sumflow_accumulator_end_to_end_latency_seconds_bucket"
 PRODUCE_BUCKETS = "sumflow_kafka_produce_duration_seconds_bucket"
+KAFKA_MESSAGES_IN = "kafka_server_brokertopicmetrics_messagesinpersec_total"
 # Filesystems that can hold the state or Kafka's data (same filter as the SumflowDiskNearlyFull alert).
 REAL_FS = '{fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs"}'
 
@@ -275,7 +276,8 @@ def _resources_row(board: dashboard.Dashboard) -> None:
             "Messages in per second and under-replicated partitions (JMX exporter on the broker hosts).",
             [
                 Query(
-                    f"sum by (instance) (rate(kafka_server_brokertopicmetrics_messagesinpersec_total[{RATE}]))",
+                    # topic="" is the broker-wide series; per-topic series share the name.
+                    f'sum by (instance) (rate({KAFKA_MESSAGES_IN}{{topic=""}}[{RATE}]))',
                     legend="messages in {{instance}}",
                 ),
                 Query(
