@@ -71,7 +71,7 @@ class MemoryLog:
     def lag(self):
         return {p: len(self.data[p]) - self.position[p] for p in self.position}
 
-    def commit_group_offsets(self, next_offsets):
+    def commit_group_offsets(self, next_offsets, *, wait=False):
         pass
 
     def close(self):

@@ -114,7 +114,7 @@ class KafkaEventSource:
                 result[partition] = max(0, high - position)
         return result
 
-    def commit_group_offsets(self, next_offsets: Mapping[int, int]) -> None:
+    def commit_group_offsets(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None:
         """Best effort: tell the group where we are (for lag tools); failures only log."""
         offsets = {
             self._assigned[p]: OffsetAndMetadata(o, "", -1) for p, o in next_offsets.items() if p in self._assigned
@@ -122,7 +122,10 @@ class KafkaEventSource:
         if not offsets:
             return
         try:
-            self._consumer.commit_async(offsets)
+            if wait:
+                self._consumer.commit(offsets, timeout_ms=5000)
+            else:
+                self._consumer.commit_async(offsets)
         except Exception as exc:
             log.warning("group offset commit failed", extra={"error": str(exc)})
 
