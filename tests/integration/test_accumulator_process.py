@@ -1,0 +1,207 @@
+"""The `sumflow-accumulator` console script as a real process on the real broker:
+config errors, readiness, SIGTERM, refusal of a corrupt state, and the `rebuild` recovery command."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+SCRIPT = str(Path(sys.executable).parent / "sumflow-accumulator")  # the venv's console script
+
+
+def event_value(request_id: str, first: int, second: int) -> bytes:
+    return orjson.dumps(
+        {
+            "v": 1,
+            "request_id": request_id,
+            "first_number": first,
+            "second_number": second,
+            "result": first + second,
+            "produced_at_ms": int(time.time() * 1000),
+        }
+    )
+
+
+class Proc:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.lines: list[dict] = []
+        self.port = self._wait_port()
+
+    def _wait_port(self) -> int:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"exited {self.proc.wait()}: {self.proc.stderr.read()}")
+            doc = json.loads(line)  # every log line is one JSON object
+            self.lines.append(doc)
+            if doc["msg"] == "accumulator started":
+                return int(doc["http_port"])
+        raise AssertionError("no 'accumulator started' log line")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def wait_ready(self) -> float:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.get("/readyz")[0] == 200:
+                return time.monotonic() - self.started
+            time.sleep(0.02)
+        raise AssertionError(self.get("/readyz"))
+
+    def wait_applied(self, applied: int) -> dict:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            doc = json.loads(self.get("/api/total")[1])
+            if doc["applied"] >= applied:
+                return doc
+            time.sleep(0.05)
+        raise AssertionError(self.get("/api/total"))
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        rest = self.proc.stdout.read() if self.proc.stdout else ""
+        self.lines += [json.loads(line) for line in rest.splitlines() if line.strip()]
+        return code
+
+
+@pytest.fixture
+def setup(kafka_broker, topic_factory, tmp_path):
+    topic = topic_factory(partitions=2, prefix="accp")
+    env = {
+        **os.environ,
+        "SUMFLOW_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "SUMFLOW_TOPIC": topic,
+        "SUMFLOW_DLQ_TOPIC": topic_factory(prefix="accp-dlq"),
+        "SUMFLOW_STATE_DIR": str(tmp_path / "state"),
+        "SUMFLOW_HTTP_LISTEN": "127.0.0.1:0",
+        "SUMFLOW_CONSUMER_GROUP": f"g-{topic}",
+        "SUMFLOW_HTTP_THREADS": "2",
+    }
+    env.pop("NOTIFY_SOCKET", None)
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
+    procs: list[Proc] = []
+
+    def start() -> Proc:
+        proc = Proc(env)
+        procs.append(proc)
+        return proc
+
+    def produce(count: int, start_at: int) -> int:
+        total = 0
+        for i in range(start_at, start_at + count):
+            producer.send(topic, value=event_value(str(uuid.uuid4()), i, 3))
+            total += i + 3
+        producer.flush(30)
+        return total
+
+    yield env, start, produce, tmp_path / "state"
+    producer.close(5)
+    for proc in procs:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()
+
+
+def test_config_error_is_one_line_and_exit_2(tmp_path):
+    env = {**os.environ, "SUMFLOW_HTTP_THREADS": "many", "SUMFLOW_STATE_DIR": str(tmp_path)}
+    done = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "SUMFLOW_HTTP_THREADS" in done.stderr
+    bad_args = subprocess.run([SCRIPT, "frobnicate"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad_args.returncode == 2 and "unknown arguments frobnicate" in bad_args.stderr
+
+
+def test_serves_then_exits_0_on_sigterm_and_resumes(setup):
+    _, start, produce, state_dir = setup
+    proc = start()
+    ready_after = proc.wait_ready()
+    print(f"ready {ready_after:.2f}s after exec")
+    expected = produce(400, 0)
+    assert proc.wait_applied(400) == {"total": expected, "applied": 400}
+    assert proc.terminate() == 0
+    assert any(line["msg"] == "accumulator ready" for line in proc.lines)
+    assert all({"ts", "level", "msg", "service"} <= set(line) for line in proc.lines)
+
+    expected += produce(100, 400)  # while it is down
+    again = start()
+    again.wait_ready()
+    assert again.wait_applied(500) == {"total": expected, "applied": 500}
+    assert again.terminate() == 0
+    assert json.loads((state_dir / "total.json").read_bytes())["total"] == expected
+
+
+def test_corrupt_state_refuses_to_start_and_rebuild_recovers_it(setup):
+    env, start, produce, state_dir = setup
+    proc = start()
+    proc.wait_ready()
+    expected = produce(300, 0)
+    proc.wait_applied(300)
+    assert proc.terminate() == 0
+
+    db = state_dir / "state.db"
+    db.write_bytes(db.read_bytes()[:1000])  # truncated
+    refused = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert str(db) in refused.stderr and "sumflow-accumulator rebuild" in refused.stderr
+    assert db.stat().st_size == 1000  # untouched: never silently reset
+
+    expected += produce(50, 300)  # more events on the topic that no state has seen yet
+    rebuilt = subprocess.run([SCRIPT, "rebuild"], env=env, capture_output=True, text=True, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"total={expected} applied=350" in rebuilt.stdout
+    assert list(state_dir.glob("state.db.corrupt-*"))
+
+    proc = start()
+    proc.wait_ready()
+    expected += produce(20, 350)
+    assert proc.wait_applied(370) == {"total": expected, "applied": 370}
+    assert proc.terminate() == 0
+    audit = [
+        json.loads(line)
+        for path in sorted((state_dir / "audit").glob("audit-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    assert len(audit) == 370 and sum(d["result"] for d in audit) == expected
+
+
+def test_missing_database_with_existing_audit_is_refused(setup):
+    env, start, produce, state_dir = setup
+    proc = start()
+    proc.wait_ready()
+    produce(10, 0)
+    proc.wait_applied(10)
+    assert proc.terminate() == 0
+    (state_dir / "state.db").unlink()
+    refused = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "state database is missing" in refused.stderr
