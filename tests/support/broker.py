@@ -45,8 +45,8 @@ def unique_topic(prefix: str = "t") -> str:
 class KafkaCluster:
     """N combined KRaft nodes on loopback (default 3: a controller quorum of three)."""
 
-    def __init__(self, data_dir: Path, nodes: int = 3, heap: str = "-Xmx512m -Xms64m") -> None:
-        self._cluster = kraft.KraftCluster(Path(data_dir), nodes=nodes, heap=heap)
+    def __init__(self, data_dir: Path, nodes: int = 3, jvm_opts: str | None = None) -> None:
+        self._cluster = kraft.KraftCluster(Path(data_dir), nodes=nodes, jvm_opts=jvm_opts or kraft.DEFAULT_JVM_OPTS)
 
     @property
     def nodes(self) -> list:
@@ -108,8 +108,8 @@ class KafkaCluster:
 class KafkaBroker(KafkaCluster):
     """One combined broker+controller node: the single-node KRaft harness."""
 
-    def __init__(self, data_dir: Path, heap: str = "-Xmx512m -Xms64m") -> None:
-        super().__init__(data_dir, nodes=1, heap=heap)
+    def __init__(self, data_dir: Path, jvm_opts: str | None = None) -> None:
+        super().__init__(data_dir, nodes=1, jvm_opts=jvm_opts or kraft.DEFAULT_JVM_OPTS)
 
     @property
     def node(self):
