@@ -13,9 +13,9 @@ NSPAWN_MIRROR="${NSPAWN_MIRROR:-http://deb.debian.org/debian}"
 # Packages baked into the cached root file system. The base set (debootstrap --include) is what
 # booting and Ansible need; the extra set (apt-get inside the new root) is what the roles install
 # anyway, baked in only so their apt tasks are no-ops in CI.
-NSPAWN_BASE_PACKAGES="${NSPAWN_BASE_PACKAGES:-systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,ca-certificates,procps,acl}"
+NSPAWN_BASE_PACKAGES="${NSPAWN_BASE_PACKAGES:-systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,ca-certificates,procps,acl,sudo}"
 NSPAWN_EXTRA_PACKAGES="${NSPAWN_EXTRA_PACKAGES:-openjdk-17-jre-headless python3-venv}"
-NSPAWN_BOOT_TIMEOUT="${NSPAWN_BOOT_TIMEOUT:-90}"
+NSPAWN_BOOT_TIMEOUT="${NSPAWN_BOOT_TIMEOUT:-240}"  # generous: CI shares 2 cores
 
 log() { printf '[nspawn %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

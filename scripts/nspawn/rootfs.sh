@@ -15,7 +15,18 @@ mkdir -p "$NSPAWN_CACHE"
 exec 9>"$NSPAWN_CACHE/.rootfs.lock"
 flock 9   # concurrent runs wait for one builder
 
+# Drop root file systems of older package lists, unless a running host still uses one as its lower layer.
+prune_old() {
+  local old
+  for old in "$NSPAWN_CACHE"/debian-"$NSPAWN_SUITE"-*; do
+    [[ -e "$old" ]] || continue
+    [[ "$old" == "$DIR" || "$old" == "$TARBALL" || "$old" == *.tmp.* ]] && continue
+    grep -qF "lowerdir=${old%.tar.*}," /proc/mounts || rm -rf "$old"
+  done
+}
+
 if [[ -f "$DIR/.sumflow-rootfs-complete" ]]; then
+  prune_old
   echo "$DIR"
   exit 0
 fi
@@ -69,5 +80,6 @@ else
 fi
 touch "$TMP/.sumflow-rootfs-complete"
 mv "$TMP" "$DIR"
+prune_old
 log "rootfs ready: $DIR ($(du -sh "$DIR" | cut -f1))"
 echo "$DIR"
