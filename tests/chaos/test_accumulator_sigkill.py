@@ -1,0 +1,65 @@
+"""Random SIGKILLs of the accumulator during a request stream, restarted each time: exact total."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+from tests.support.chaos import FaultStream, audit_counts, judge, plan_requests, report
+
+# (requests, kills): the issue's long run, and ~6% of it for every `make test`
+SIZES = {"short": (6_000, 8), "long": (100_000, 100)}
+
+
+def test_accumulator_sigkills_lose_nothing_and_count_nothing_twice(size, kafka_broker, deploy):
+    count, kills = SIZES[size]
+    rng = random.Random(f"acc-{size}")
+    d = deploy(kafka_broker.bootstrap, lambda name, p: kafka_broker.create_topic(name, partitions=p))
+    d.adder.start()
+    d.accumulator.start()
+    d.accumulator.wait_ready()
+    requests = plan_requests(count, seed=11)
+    stream = FaultStream(d.adder.target, requests)
+    # kill points spread over the stream, by acknowledged count; the rest after it, during catch-up
+    points = sorted(rng.sample(range(count // 20, count), kills))
+    errors: list[BaseException] = []
+    started = time.monotonic()
+
+    def killer() -> None:
+        try:
+            for point in points:
+                while stream.acknowledged < point and runner.is_alive():
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0, 0.3))  # at a random moment of whatever batch is in progress
+                d.accumulator.kill()
+                d.accumulator.start()
+                if rng.random() < 0.7:  # otherwise the next kill may land during start-up or seek
+                    d.accumulator.wait_ready()
+        except BaseException as exc:  # surfaced by the test thread below
+            errors.append(exc)
+
+    runner = threading.Thread(target=stream.run, args=(count / 20 + 600,), name="stream")
+    chaos = threading.Thread(target=killer, name="killer")
+    runner.start()
+    chaos.start()
+    runner.join()
+    chaos.join()
+    assert not errors, errors
+    outcome = stream.outcome
+    assert not outcome.unexpected, outcome.unexpected[:10]
+    assert len(outcome.acknowledged) == count, "every request is acknowledged in the end (with retries)"
+    d.accumulator.wait_ready()
+    final = d.accumulator.wait_applied(count)
+    assert d.accumulator.terminate() == 0  # a clean stop, then the audit is read at rest
+    verdict = judge(requests, outcome, final, audit_counts(d.state_dir))
+    report(
+        "accumulator SIGKILL + restart",
+        faults=d.accumulator.kills,
+        sent=outcome.sent,
+        acknowledged=len(outcome.acknowledged),
+        verdict=verdict,
+        wall=time.monotonic() - started,
+    )
+    assert d.accumulator.kills == kills
+    verdict.assert_exact()
