@@ -1,0 +1,531 @@
+"""Render everything the monitoring playbooks hand to Prometheus, Grafana, Loki, Tempo and Alloy, and check it.
+
+Grafana, Loki, Tempo and Alloy cannot be downloaded on this machine, so instead of converging them we
+render, with the real ansible-playbook and the real inventories (inventory/example, inventory/vagrant
+with their group_vars), every template their grafana.grafana roles write from our variables
+(playbooks/vars/grafana_stack.yml): grafana.ini, the datasource and dashboard provisioning files (their
+text is taken from the collection's own tasks), Loki's and Tempo's config.yml, Alloy's config and env
+file. The Prometheus config and units come from roles/prometheus and roles/node_exporter, and the
+config is checked with the real `promtool check config`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+COLLECTION = Path(
+    subprocess.run(
+        [sys.executable, "-c", "import ansible_collections.grafana.grafana as m; print(m.__path__[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+)
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+INVENTORIES = {
+    "example": {"monitoring": "mon-1.example.internal", "kafka_count": 3, "loki_retention": "168h"},
+    "vagrant": {"monitoring": "mon1", "kafka_count": 1, "loki_retention": "72h"},
+}
+
+
+def _task_content(tasks_file: Path, task_name: str) -> str:
+    """The `content:` of a copy task in a collection role: the exact text the role provisions."""
+
+    def walk(tasks: list[dict[str, Any]]) -> str | None:
+        for task in tasks:
+            if task.get("name") == task_name:
+                return task["ansible.builtin.copy"]["content"]
+            found = walk(task.get("block", []))
+            if found is not None:
+                return found
+        return None
+
+    content = walk(yaml.safe_load(tasks_file.read_text()))
+    assert content is not None, f"{task_name!r} not found in {tasks_file}"
+    return content
+
+
+def _render_role(root: Path, name: str, defaults: Path, templates: Path, tasks: list[dict[str, Any]]) -> None:
+    """A throwaway role whose defaults ARE the real role's defaults (same precedence) and whose
+    templates directory IS the real role's, with tasks that only render into render_dir."""
+    role = root / "roles" / name
+    (role / "defaults").mkdir(parents=True)
+    (role / "tasks").mkdir()
+    (role / "defaults" / "main.yml").symlink_to(defaults)
+    (role / "templates").symlink_to(templates, target_is_directory=True)
+    (role / "tasks" / "main.yml").write_text(yaml.safe_dump(tasks, sort_keys=False))
+
+
+def _template(src: str, dest: str) -> dict[str, Any]:
+    return {
+        "name": f"render {dest}",
+        "ansible.builtin.template": {"src": src, "dest": "{{ render_dir }}/{{ inventory_hostname }}/" + dest},
+    }
+
+
+def _build_render_project(root: Path) -> Path:
+    roles = COLLECTION / "roles"
+    extra_templates = root / "extra_templates"
+    extra_templates.mkdir()
+    # Provisioning files exactly as the grafana role writes them (text copied out of its tasks).
+    (extra_templates / "datasources.yml.j2").write_text(
+        _task_content(roles / "grafana/tasks/datasources.yml", "Create/Update datasources file (provisioning)")
+    )
+    (extra_templates / "dashboards.yml.j2").write_text(
+        _task_content(roles / "grafana/tasks/dashboards.yml", "Create/Update dashboards file (provisioning)")
+    )
+    for name in ("grafana.ini.j2",):
+        (extra_templates / name).symlink_to(roles / "grafana/templates" / name)
+    mkdir = {
+        "name": "output dir",
+        "ansible.builtin.file": {"path": "{{ render_dir }}/{{ inventory_hostname }}", "state": "directory"},
+    }
+    _render_role(
+        root,
+        "render_prometheus",
+        REPO / "roles/prometheus/defaults/main.yml",
+        REPO / "roles/prometheus/templates",
+        [
+            mkdir,
+            _template("prometheus.yml.j2", "prometheus.yml"),
+            _template("prometheus.service.j2", "prometheus.service"),
+        ],
+    )
+    _render_role(
+        root,
+        "render_node_exporter",
+        REPO / "roles/node_exporter/defaults/main.yml",
+        REPO / "roles/node_exporter/templates",
+        [mkdir, _template("node_exporter.service.j2", "node_exporter.service")],
+    )
+    _render_role(
+        root,
+        "render_loki",
+        roles / "loki/defaults/main.yml",
+        roles / "loki/templates",
+        [_template("config.yml.j2", "loki.yml")],
+    )
+    _render_role(
+        root,
+        "render_tempo",
+        roles / "tempo/defaults/main.yml",
+        roles / "tempo/templates",
+        [_template("config.yml.j2", "tempo.yml")],
+    )
+    _render_role(
+        root,
+        "render_alloy",
+        roles / "alloy/defaults/main.yml",
+        roles / "alloy/templates",
+        [_template("config.alloy.j2", "config.alloy"), _template("alloy.j2", "alloy.env")],
+    )
+    _render_role(
+        root,
+        "render_grafana",
+        roles / "grafana/defaults/main.yml",
+        extra_templates,
+        [
+            {
+                # Same merge as the grafana role's first task.
+                "name": "inherit grafana_ini defaults",
+                "ansible.builtin.set_fact": {
+                    "grafana_ini": "{{ grafana_ini_default | ansible.builtin.combine(grafana_ini | default({}), "
+                    "recursive=true) }}"
+                },
+            },
+            _template("grafana.ini.j2", "grafana.ini"),
+            _template("datasources.yml.j2", "datasources.yml"),
+            _template("dashboards.yml.j2", "dashboards.yml"),
+            {
+                "name": "record grafana facts the role acts on",
+                "ansible.builtin.copy": {
+                    "dest": "{{ render_dir }}/{{ inventory_hostname }}/grafana_facts.json",
+                    "content": "{{ {'dashboards_dir': grafana_dashboards_dir, 'version': grafana_version,"
+                    " 'loki_version': loki_version, 'tempo_version': tempo_version,"
+                    " 'alloy_version': alloy_version, 'api_url': grafana_api_url,"
+                    " 'enabled': sumflow_grafana_stack_enabled | default(true)} | to_json }}",
+                },
+            },
+        ],
+    )
+    # The real playbooks' vars_files, hosts and play split; playbook_dir/../observability resolves as
+    # in the repo (grafana_dashboards_dir is relative to playbook_dir).
+    playbooks = root / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "vars").symlink_to(REPO / "playbooks/vars", target_is_directory=True)
+    (root / "observability").symlink_to(REPO / "observability", target_is_directory=True)
+    plays = [
+        {
+            "name": "monitoring hosts",
+            "hosts": "monitoring",
+            "gather_facts": False,
+            "vars_files": ["vars/grafana_stack.yml"],
+            "roles": ["render_prometheus", "render_loki", "render_tempo", "render_grafana"],
+        },
+        {
+            "name": "every host",
+            "hosts": "kafka:adder:accumulator:monitoring",
+            "gather_facts": False,
+            "vars_files": ["vars/grafana_stack.yml"],
+            "roles": ["render_node_exporter", "render_alloy"],
+        },
+    ]
+    # The real playbooks must have the same shape (hosts + vars file) as what is rendered here.
+    for real, rendered_play in (("monitoring.yml", plays[0]), ("agents.yml", plays[1])):
+        real_plays = yaml.safe_load((REPO / "playbooks" / real).read_text())
+        assert all(p["vars_files"] == rendered_play["vars_files"] for p in real_plays)
+        assert {p["hosts"] for p in real_plays} == {rendered_play["hosts"]}
+    (playbooks / "render.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    return playbooks / "render.yml"
+
+
+def _render(inventory: str, root: Path) -> Path:
+    playbook = _build_render_project(root)
+    out = root / "out"
+    cache = root / "controller-cache"
+    extra = {
+        "render_dir": str(out),
+        "sumflow_controller_cache": str(cache),
+        "ansible_connection": "local",
+        "ansible_become": False,
+        "ansible_python_interpreter": sys.executable,
+    }
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(root / "roles"),
+        "ANSIBLE_LOCAL_TEMP": str(root / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(REPO / "inventory" / inventory),
+            "-e",
+            json.dumps(extra),
+            str(playbook),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="module", params=sorted(INVENTORIES))
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    inventory = request.param
+    root = _render(inventory, tmp_path_factory.mktemp(f"render-{inventory}"))
+    listing = subprocess.run(
+        [str(VENV_BIN / "ansible-inventory"), "-i", str(REPO / "inventory" / inventory), "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    inv = json.loads(listing.stdout)
+    hostvars = inv["_meta"]["hostvars"]
+
+    def address(host: str) -> str:
+        hv = hostvars.get(host, {})
+        return str(hv.get("sumflow_node_address", hv.get("ansible_host", host)))
+
+    groups = {g: inv.get(g, {}).get("hosts", []) for g in ("kafka", "adder", "accumulator", "monitoring")}
+    mon = INVENTORIES[inventory]["monitoring"]
+    return {
+        "name": inventory,
+        "out": root / "out",
+        "cache": root / "controller-cache",
+        "groups": groups,
+        "all_hosts": sorted({h for hosts in groups.values() for h in hosts}),
+        "address": address,
+        "mon": mon,
+        "mon_addr": address(mon),
+        "expect": INVENTORIES[inventory],
+    }
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+# --- Prometheus --------------------------------------------------------------------------------------------
+
+
+def test_prometheus_config_passes_promtool_and_scrapes_every_tier(rendered: dict[str, Any], tmp_path: Path) -> None:
+    config_path = rendered["out"] / rendered["mon"] / "prometheus.yml"
+    proc = subprocess.run([PROMTOOL, "check", "config", str(config_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    config = _yaml(config_path)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    address = rendered["address"]
+    groups = rendered["groups"]
+    expected = {
+        "adder": (groups["adder"], 9464),
+        "accumulator": (groups["accumulator"], 8080),
+        "kafka": (groups["kafka"], 9404),
+        "node": (rendered["all_hosts"], 9100),
+        "prometheus": ([rendered["mon"]], 9090),
+    }
+    assert len(groups["kafka"]) == rendered["expect"]["kafka_count"]
+    for job, (hosts, port) in expected.items():
+        statics = jobs[job]["static_configs"]
+        assert sorted(s["labels"]["host"] for s in statics) == sorted(hosts), job
+        assert sorted(t for s in statics for t in s["targets"]) == sorted(f"{address(h)}:{port}" for h in hosts), job
+        assert jobs[job].get("metrics_path", "/metrics") == "/metrics"
+    # The Grafana stack is on in both inventories: its own components are scraped too.
+    assert {"alloy", "loki", "tempo", "grafana"} <= set(jobs)
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    assert config["storage"]["exemplars"]["max_exemplars"] > 0
+
+    # The rule files the role deploys pass the same validation it runs before copying them.
+    rules = sorted((REPO / "observability/prometheus/rules").glob("*.yml"))
+    if rules:
+        proc = subprocess.run([PROMTOOL, "check", "rules", *map(str, rules)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_prometheus_unit_stores_exemplars_and_takes_retention_from_group_vars(rendered: dict[str, Any]) -> None:
+    unit = (rendered["out"] / rendered["mon"] / "prometheus.service").read_text()
+    group_vars = _yaml(REPO / "inventory" / rendered["name"] / "group_vars/monitoring.yml")
+    exec_start = " ".join(
+        line.strip().rstrip("\\") for line in unit.split("ExecStart=")[1].split("\nExecReload")[0].splitlines()
+    )
+    flags = exec_start.split()
+    assert flags[0] == "/opt/prometheus/prometheus"
+    assert "--enable-feature=exemplar-storage" in flags
+    assert f"--storage.tsdb.retention.time={group_vars['prometheus_retention_time']}" in flags
+    assert f"--storage.tsdb.retention.size={group_vars['prometheus_retention_size']}" in flags
+    # Tempo's metrics generator remote-writes span metrics (traces -> metrics).
+    assert "--web.enable-remote-write-receiver" in flags
+    assert "--web.listen-address=0.0.0.0:9090" in flags
+    for hardening in (
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "ReadWritePaths=/var/lib/prometheus",
+        "User=prometheus",
+    ):
+        assert hardening in unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+
+
+def test_node_exporter_unit_on_every_host(rendered: dict[str, Any]) -> None:
+    for host in rendered["all_hosts"]:
+        unit = (rendered["out"] / host / "node_exporter.service").read_text()
+        assert "ExecStart=/opt/node_exporter/node_exporter" in unit
+        assert "--web.listen-address=0.0.0.0:9100" in unit
+        assert "ProtectSystem=strict" in unit and "NoNewPrivileges=yes" in unit
+        # systemd expands "$": a literal one in a regex flag must be written "$$".
+        for line in unit.splitlines():
+            if "mount-points-exclude" in line:
+                assert "$$" in line and not re.search(r"(?<!\$)\$(?!\$)", line)
+
+
+# --- Grafana -----------------------------------------------------------------------------------------------
+
+
+def test_grafana_datasources_point_at_the_monitoring_host_and_link_signals(rendered: dict[str, Any]) -> None:
+    doc = _yaml(rendered["out"] / rendered["mon"] / "datasources.yml")
+    assert doc["apiVersion"] == 1
+    sources = {ds["uid"]: ds for ds in doc["datasources"]}
+    mon = rendered["mon_addr"]
+    assert sources["prometheus"]["url"] == f"http://{mon}:9090"
+    assert sources["loki"]["url"] == f"http://{mon}:3100"
+    assert sources["tempo"]["url"] == f"http://{mon}:3200"
+    assert [ds["type"] for ds in doc["datasources"]] == ["prometheus", "loki", "tempo"]
+    assert [uid for uid, ds in sources.items() if ds.get("isDefault")] == ["prometheus"]
+
+    prom = sources["prometheus"]["jsonData"]
+    assert prom["exemplarTraceIdDestinations"] == [
+        {"name": "trace_id", "datasourceUid": "tempo", "urlDisplayLabel": "Open trace"}
+    ]
+    tempo = sources["tempo"]["jsonData"]
+    assert tempo["tracesToLogsV2"]["datasourceUid"] == "loki"
+    assert tempo["tracesToLogsV2"]["filterByTraceID"] is True
+    assert "$${__trace.traceId}" in tempo["tracesToLogsV2"]["query"]
+    assert tempo["tracesToMetrics"]["datasourceUid"] == "prometheus"
+    assert tempo["serviceMap"]["datasourceUid"] == "prometheus"
+
+
+def test_loki_derived_field_finds_the_trace_id_in_a_real_log_line(rendered: dict[str, Any]) -> None:
+    """The regex must match what sumflow's JSON formatter writes, so a log line links to its trace."""
+    import logging
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from sumflow.observability.logging import JsonFormatter
+
+    doc = _yaml(rendered["out"] / rendered["mon"] / "datasources.yml")
+    (field,) = next(ds for ds in doc["datasources"] if ds["uid"] == "loki")["jsonData"]["derivedFields"]
+    assert field["datasourceUid"] == "tempo"
+    # Grafana reads "$$" in provisioning files as a literal "$": the link is the raw matched value.
+    assert field["url"] == "$${__value.raw}"
+
+    tracer = TracerProvider().get_tracer("render-test")
+    with tracer.start_as_current_span("call") as span:
+        record = logging.makeLogRecord({"msg": "added", "levelname": "INFO", "request_id": "r-1"})
+        line = JsonFormatter("adder").format(record)
+        expected = format(span.get_span_context().trace_id, "032x")
+    match = re.search(field["matcherRegex"], line)
+    assert match is not None, (field["matcherRegex"], line)
+    assert match.group(1) == expected
+    assert trace.get_current_span().get_span_context().is_valid is False
+
+
+def test_grafana_admin_password_is_generated_and_anonymous_access_is_off(rendered: dict[str, Any]) -> None:
+    ini = configparser.ConfigParser(interpolation=None)
+    # Top-level keys (instance_name) come before the first section, as Grafana allows.
+    ini.read_string("[top]\n" + (rendered["out"] / rendered["mon"] / "grafana.ini").read_text())
+    password = ini["security"]["admin_password"]
+    assert password not in ("", "admin", "changeme", "password")
+    assert len(password) >= 32
+    # Kept on the controller, so every run (and the operator) sees the same secret.
+    stored = (rendered["cache"] / "credentials/grafana_admin_password").read_text().split()[0]
+    assert stored == password
+    assert ini["auth.anonymous"]["enabled"] == "False"
+    assert ini["users"]["allow_sign_up"] == "False"
+    assert ini["security"]["admin_user"] == "admin"
+    assert ini["server"]["root_url"] == f"http://{rendered['mon_addr']}:3000/"
+    assert ini["analytics"]["reporting_enabled"] == "False"
+
+
+def test_dashboards_are_provisioned_from_the_repo_files(rendered: dict[str, Any]) -> None:
+    doc = _yaml(rendered["out"] / rendered["mon"] / "dashboards.yml")
+    (provider,) = doc["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+    facts = json.loads((rendered["out"] / rendered["mon"] / "grafana_facts.json").read_text())
+    dashboards_dir = Path(facts["dashboards_dir"]).resolve()
+    assert dashboards_dir == (REPO / "observability/grafana/dashboards").resolve()
+    dashboards = sorted(dashboards_dir.glob("*.json"))
+    assert dashboards, "no dashboard JSON to provision"
+    provisioned = {ds["uid"] for ds in _yaml(rendered["out"] / rendered["mon"] / "datasources.yml")["datasources"]}
+    for path in dashboards:
+        board = json.loads(path.read_text())
+        used = set(re.findall(r'"uid":\s*"([^"]+)"', json.dumps(board.get("panels", []))))
+        assert used <= provisioned | {board.get("uid")}, (path.name, used - provisioned)
+
+    # Pinned: "latest" would ask GitHub at run time.
+    for key in ("version", "loki_version", "tempo_version", "alloy_version"):
+        assert re.fullmatch(r"\d+\.\d+\.\d+", facts[key]), (key, facts[key])
+    assert facts["api_url"] == f"http://{rendered['mon_addr']}:3000/"
+
+
+# --- Loki and Tempo ----------------------------------------------------------------------------------------
+
+
+def test_loki_is_single_binary_with_filesystem_storage_and_retention(rendered: dict[str, Any]) -> None:
+    loki = _yaml(rendered["out"] / rendered["mon"] / "loki.yml")
+    assert loki["target"] == "all"
+    assert loki["auth_enabled"] is False
+    assert loki["server"]["http_listen_port"] == 3100
+    assert loki["common"]["storage"]["filesystem"]["chunks_directory"].startswith("/var/lib/loki/")
+    (schema,) = loki["schema_config"]["configs"]
+    assert (schema["store"], schema["object_store"], schema["schema"]) == ("tsdb", "filesystem", "v13")
+    assert loki["limits_config"]["retention_period"] == rendered["expect"]["loki_retention"]
+    assert loki["limits_config"]["allow_structured_metadata"] is True
+    assert loki["compactor"]["retention_enabled"] is True
+    assert loki["compactor"]["delete_request_store"] == "filesystem"
+
+
+def test_tempo_receives_otlp_off_alloys_port_and_stores_locally(rendered: dict[str, Any]) -> None:
+    tempo = _yaml(rendered["out"] / rendered["mon"] / "tempo.yml")
+    assert tempo["server"]["http_listen_port"] == 3200
+    otlp = tempo["distributor"]["receivers"]["otlp"]["protocols"]
+    assert otlp["grpc"]["endpoint"] == "0.0.0.0:4417"
+    assert otlp["http"]["endpoint"] == "0.0.0.0:4418"
+    assert tempo["storage"]["trace"]["backend"] == "local"
+    assert tempo["storage"]["trace"]["local"]["path"].startswith("/var/lib/tempo/")
+    assert tempo["compactor"]["compaction"]["block_retention"] == rendered["expect"]["loki_retention"]
+    (remote,) = tempo["metrics_generator"]["storage"]["remote_write"]
+    assert remote["url"] == f"http://{rendered['mon_addr']}:9090/api/v1/write"
+    assert "span-metrics" in tempo["overrides"]["defaults"]["metrics_generator"]["processors"]
+    assert tempo["usage_report"]["reporting_enabled"] is False
+
+
+# --- Alloy -------------------------------------------------------------------------------------------------
+
+
+def _alloy_attr(config: str, block: str, attr: str) -> str:
+    """Value of `attr = "..."` inside the first `block {` of an Alloy config."""
+    start = config.index(block)
+    match = re.compile(attr + r'\s*=\s*"((?:[^"\\]|\\.)*)"').search(config, start)
+    assert match is not None, (block, attr)
+    return match.group(1)
+
+
+def test_alloy_ships_unit_logs_to_loki_and_traces_to_tempo(rendered: dict[str, Any]) -> None:
+    mon = rendered["mon_addr"]
+    for host in rendered["all_hosts"]:
+        config = (rendered["out"] / host / "config.alloy").read_text()
+        # Minimal syntax check: balanced braces outside strings.
+        depth = 0
+        for ch in re.sub(r'"(?:[^"\\]|\\.)*"', '""', config):
+            depth += {"{": 1, "}": -1}.get(ch, 0)
+            assert depth >= 0
+        assert depth == 0
+        assert "{{" not in config and "{%" not in config
+
+        assert _alloy_attr(config, 'loki.write "monitoring"', "url") == f"http://{mon}:3100/loki/api/v1/push"
+        assert _alloy_attr(config, 'otelcol.exporter.otlp "tempo"', "endpoint") == f"{mon}:4417"
+        assert _alloy_attr(config, 'otelcol.receiver.otlp "local"', "endpoint") == "127.0.0.1:4317"
+        assert f'labels        = {{host = "{host}"}}' in config
+
+        keep = _alloy_attr(config, 'loki.relabel "journal"', "regex")
+        for unit in ("sumflow-adder.service", "sumflow-accumulator.service", "kafka.service"):
+            assert re.fullmatch(keep, unit), unit
+        for unit in ("ssh.service", "sumflow-adder.socket", "prometheus.service"):
+            assert not re.fullmatch(keep, unit), unit
+        assert 'target_label  = "unit"' in config
+        assert 'source_labels = ["__journal_priority_keyword"]' in config
+
+        labels = re.search(r"stage\.labels\s*\{\s*values\s*=\s*\{([^}]*)\}", config)
+        assert labels is not None
+        assert set(re.findall(r"(\w+)\s*=", labels.group(1))) == {"level", "service"}
+
+        env = (rendered["out"] / host / "alloy.env").read_text()
+        listen = re.search(r"--server\.http\.listen-addr=([\d.]+):(\d+)", env)
+        assert listen is not None, env
+        assert listen.groups() == (rendered["address"](host), "12345")
+
+
+def test_alloy_json_stage_reads_the_fields_our_services_log(rendered: dict[str, Any]) -> None:
+    """Every field the pipeline extracts is in a real log line; level/service values make sane labels."""
+    import logging
+
+    from sumflow.observability.logging import JsonFormatter
+
+    config = (rendered["out"] / rendered["mon"] / "config.alloy").read_text()
+    block = re.search(r"stage\.json\s*\{\s*expressions\s*=\s*\{([^}]*)\}", config)
+    assert block is not None
+    extracted = dict(re.findall(r'(\w+)\s*=\s*"(\w+)"', block.group(1)))
+    assert set(extracted) == {"ts", "level", "service", "request_id", "trace_id", "span_id"}
+
+    record = logging.makeLogRecord({"msg": "applied", "levelname": "WARNING", "request_id": "r-9"})
+    line = json.loads(JsonFormatter("accumulator").format(record))
+    for source in ("ts", "level", "service", "request_id"):
+        assert extracted[source] in line
+    assert line["level"] == "warning" and line["service"] == "accumulator"
+    assert _alloy_attr(config, "stage.timestamp", "format") == "RFC3339"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", line["ts"])
