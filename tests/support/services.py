@@ -57,7 +57,8 @@ class ServiceProcess:
         self.starts = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, wait: bool = True) -> None:
+        """Spawn the process and (unless wait=False) block until it reports ready."""
         if self.is_alive():
             raise ServiceError(f"{self.name} is already running (pid {self.pid})")
         with self.log_path.open("ab") as log:
@@ -72,7 +73,8 @@ class ServiceProcess:
                 start_new_session=True,
             )
         self.starts += 1
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
