@@ -35,6 +35,7 @@ class Service:
         self.ready_s: float | None = None
         self.stop_s: float | None = None  # SIGTERM -> exit
         self.stop_killed = False  # had to SIGKILL after the timeout
+        self._notify: socket.socket | None = None
 
     @property
     def pid(self) -> int:
@@ -46,32 +47,29 @@ class Service:
         self.workdir.mkdir(parents=True, exist_ok=True)
         notify_path = self.workdir / f"{self.script}.notify"
         notify_path.unlink(missing_ok=True)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(str(notify_path))
+        # Like systemd, keep the notify socket open for the service's life (it also sends STOPPING=1).
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(str(notify_path))
         log = (self.workdir / f"{self.script}.log").open("ab")
         env = {**os.environ, **self.env, "NOTIFY_SOCKET": str(notify_path)}
         started = time.monotonic()
         self.proc = subprocess.Popen([str(VENV_BIN / self.script)], env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        try:
-            deadline = started + timeout
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"{self.script} sent no READY=1 in {timeout}s (log: {self.log_tail()})")
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.script} exited {self.proc.returncode}: {self.log_tail()}")
-                sock.settimeout(min(remaining, 0.5))
-                try:
-                    message = sock.recv(4096).decode()
-                except TimeoutError:
-                    continue
-                if "READY=1" in message.split("\n"):
-                    self.ready_s = time.monotonic() - started
-                    return self.ready_s
-        finally:
-            sock.close()
-            notify_path.unlink(missing_ok=True)
+        deadline = started + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.script} sent no READY=1 in {timeout}s (log: {self.log_tail()})")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.script} exited {self.proc.returncode}: {self.log_tail()}")
+            self._notify.settimeout(min(remaining, 0.5))
+            try:
+                message = self._notify.recv(4096).decode()
+            except TimeoutError:
+                continue
+            if "READY=1" in message.split("\n"):
+                self.ready_s = time.monotonic() - started
+                return self.ready_s
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -82,6 +80,7 @@ class Service:
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
+            self._close_notify()
             return
         pids = tree_pids(self.proc.pid)
         begin = time.monotonic()
@@ -95,6 +94,14 @@ class Service:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             self.proc.wait(10)
+        finally:
+            self._close_notify()
+
+    def _close_notify(self) -> None:
+        if self._notify is not None:
+            Path(self._notify.getsockname()).unlink(missing_ok=True)
+            self._notify.close()
+            self._notify = None
 
 
 def adder_env(bootstrap: str, topic: str, port: int, metrics_port: int, state: Path, processes: int) -> dict[str, str]:
