@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: venv proto run test lint test-unit test-integration test-e2e dashboards test-observability test-deploy
+.PHONY: venv proto run test lint test-unit test-integration test-e2e dashboards test-observability test-deploy bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt app/pyproject.toml
@@ -36,3 +36,8 @@ test-observability: venv
 # docs/molecule.md). Always tears the hosts, bridge and NAT down, also on failure or Ctrl-C.
 test-deploy: venv
 	scripts/nspawn/molecule-test.sh test
+
+# Benchmarks (never part of `make test`): real broker + services driven by ghz/wrk, baselines in the
+# same run; prints a table, writes benchmarks/results/latest.json. BENCH_ARGS="--quick" for a smoke run.
+bench: venv
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
