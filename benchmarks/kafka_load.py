@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import uuid
 
@@ -11,8 +12,19 @@ from sumflow.domain.events import encode_event
 from sumflow.domain.summation import AddCommand
 
 
-def produce_backlog(bootstrap: str, topic: str, count: int, *, timeout_s: float = 600) -> float:
-    """Produce `count` valid summation events (first=1, second=2) as fast as possible; returns seconds."""
+def produce_backlog(bootstrap: str, topic: str, count: int, *, workers: int = 2, timeout_s: float = 900) -> float:
+    """Produce `count` valid summation events (first=1, second=2) from `workers` processes; returns seconds."""
+    start = time.monotonic()
+    shares = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        pending = [pool.apply_async(_produce, (bootstrap, topic, n, timeout_s)) for n in shares]
+        for job in pending:
+            job.get(timeout_s + 60)
+    return time.monotonic() - start
+
+
+def _produce(bootstrap: str, topic: str, count: int, timeout_s: float) -> float:
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         acks=1,

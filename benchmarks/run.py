@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 
 from benchmarks.freshness import FreshnessProbe
-from benchmarks.kafka_load import bare_consume, produce_backlog
+from benchmarks.kafka_load import produce_backlog
 from benchmarks.loadtools import LoadResult, ghz_binary, run_ghz, run_wrk, wrk_binary
 from benchmarks.procstats import RssSampler, max_process_rss_mib
 from benchmarks.services import REPO, Service, accumulator_env, adder_env, free_port, get_total
@@ -240,23 +240,43 @@ def phase_pipeline(
     return out
 
 
-def phase_catchup(broker: Broker, run_dir: Path, backlog: int, partitions: int) -> dict[str, Any]:
-    topic = broker.new_topic("backlog", partitions)
-    log(f"producing a backlog of {backlog:,} events")
-    produce_s = produce_backlog(broker.bootstrap, topic, backlog)
-    log(f"  produced in {produce_s:.1f}s ({backlog / produce_s:,.0f}/s); bare consumer ceiling")
-    bare_eps = bare_consume(broker.bootstrap, topic, backlog)
-    log(f"  bare kafka-python consumer: {bare_eps:,.0f} events/s")
+NO_CRC32C = REPO / "benchmarks" / "no_crc32c"
+
+
+def _bare_consume_subprocess(bootstrap: str, topic: str, count: int, env: dict[str, str]) -> float:
+    code = (
+        "import sys; from benchmarks.kafka_load import bare_consume;"
+        " print(bare_consume(sys.argv[1], sys.argv[2], int(sys.argv[3])))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, bootstrap, topic, str(count)],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def _catchup_once(
+    broker: Broker, run_dir: Path, topic: str, backlog: int, label: str, env: dict[str, str]
+) -> dict[str, Any]:
+    bare_eps = _bare_consume_subprocess(broker.bootstrap, topic, backlog, env)
+    log(f"  [{label}] bare kafka-python consumer: {bare_eps:,.0f} events/s")
     http_port = free_port()
     acc = Service(
-        "sumflow-accumulator", accumulator_env(broker.bootstrap, topic, http_port, run_dir / "acc-backlog"), run_dir
+        "sumflow-accumulator",
+        {**accumulator_env(broker.bootstrap, topic, http_port, run_dir / f"acc-backlog-{label}"), **env},
+        run_dir,
     )
     base = f"http://127.0.0.1:{http_port}"
     started = time.monotonic()
     try:
         ready_s = acc.start(timeout=60)
         with RssSampler(acc.pid) as rss:
-            deadline = started + max(120.0, backlog / 10_000)
+            deadline = started + max(120.0, backlog / 5_000)
             applied = 0
             while applied < backlog:
                 if time.monotonic() > deadline:
@@ -269,10 +289,8 @@ def phase_catchup(broker: Broker, run_dir: Path, backlog: int, partitions: int) 
         acc.stop(timeout=60)
     from_ready = done - started - ready_s
     eps = backlog / from_ready
-    log(f"  accumulator: {backlog:,} applied in {from_ready:.1f}s after ready ({eps:,.0f} events/s)")
+    log(f"  [{label}] accumulator: {backlog:,} applied in {from_ready:.1f}s after ready ({eps:,.0f} events/s)")
     return {
-        "backlog": backlog,
-        "produce_s": round(produce_s, 2),
         "bare_consumer_eps": round(bare_eps),
         "accumulator_ready_s": round(ready_s, 3),
         "accumulator_s_from_start": round(done - started, 2),
@@ -284,6 +302,19 @@ def phase_catchup(broker: Broker, run_dir: Path, backlog: int, partitions: int) 
         "accumulator_stop_s": acc.stop_s,
         "accumulator_stop_killed": acc.stop_killed,
     }
+
+
+def phase_catchup(broker: Broker, run_dir: Path, backlog: int, partitions: int, compare_crc: bool) -> dict[str, Any]:
+    topic = broker.new_topic("backlog", partitions)
+    log(f"producing a backlog of {backlog:,} events")
+    produce_s = produce_backlog(broker.bootstrap, topic, backlog)
+    log(f"  produced in {produce_s:.1f}s ({backlog / produce_s:,.0f}/s)")
+    out = {"backlog": backlog, "produce_s": round(produce_s, 2)}
+    out.update(_catchup_once(broker, run_dir, topic, backlog, "crc32c", {}))
+    if compare_crc:
+        hidden = {"PYTHONPATH": os.pathsep.join(filter(None, [str(NO_CRC32C), os.environ.get("PYTHONPATH")]))}
+        out["pure_python_crc"] = _catchup_once(broker, run_dir, topic, backlog, "pure-python-crc", hidden)
+    return out
 
 
 def lat(r: dict[str, Any]) -> str:
@@ -381,6 +412,16 @@ def table(results: dict[str, Any]) -> str:
                 ),
             )
         )
+    before = cu.get("pure_python_crc") if cu else None
+    if before:
+        rows.append(
+            (
+                "catch-up, pure-Python CRC",
+                f"{fmt(before['accumulator_eps'])} events/s ({before['accumulator_s_from_ready']}s)",
+                f"bare consumer {fmt(before['bare_consumer_eps'])}/s ratio {before['ratio_vs_bare']:.2f}",
+                "(before)",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
     lines = [" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     return "\n".join(lines)
@@ -395,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--phases", default="throughput,pipeline,catchup")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--compare-crc", action="store_true", help="catch-up also with kafka-python's pure-Python CRC (before/after)"
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (4 if args.quick else 10)
     backlog = args.backlog or (100_000 if args.quick else 1_000_000)
@@ -426,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 results["pipeline"]["processes"] = procs
             if "catchup" in phases:
-                results["catchup"] = phase_catchup(broker, run_dir, backlog, args.partitions)
+                results["catchup"] = phase_catchup(broker, run_dir, backlog, args.partitions, args.compare_crc)
         finally:
             broker.stop()
     results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

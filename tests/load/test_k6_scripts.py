@@ -10,7 +10,11 @@ the script's checks (and its final applied-count comparison) catch it.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -20,6 +24,7 @@ from tests.load.k6_harness import (
     K6_BUILTIN_METRICS,
     LOAD_DIR,
     PROTO_ROOT,
+    REPO,
     openapi_model,
     proto_model,
     run_script,
@@ -169,3 +174,20 @@ def test_rest_script_think_time_is_random(rest_run):
 def test_rest_script_options(rest_run):
     assert_executors_and_thresholds(rest_run, "http_req_duration")
     assert "http_req_failed" in rest_run["options"]["thresholds"]
+
+
+def test_k6_defaults_match_the_vagrant_inventory():
+    """The scripts' default host is the inventory's adder+accumulator node (inventory/vagrant/hosts.py)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_NODES", "SUMFLOW_VAGRANT_NET")}
+    out = subprocess.run(
+        [sys.executable, str(REPO / "inventory" / "vagrant" / "hosts.py"), "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    inv = json.loads(out.stdout)
+    (app,) = set(inv["adder"]["hosts"]) & set(inv["accumulator"]["hosts"])
+    assert inv["_meta"]["hostvars"][app]["ansible_host"] == VAGRANT_APP_IP
+    common = (LOAD_DIR / "lib" / "common.js").read_text()
+    assert f"DEFAULT_APP_HOST = '{VAGRANT_APP_IP}'" in common
