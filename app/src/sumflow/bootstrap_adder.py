@@ -90,6 +90,7 @@ def build_adder(
         cfg.dedupe_dir,
         ttl_seconds=cfg.dedupe_ttl_seconds,
         size_limit_bytes=cfg.dedupe_size_limit_bytes,
+        shared_between_processes=cfg.processes > 1,
     )
     try:
         publisher = EventPublisher.connect(

@@ -44,10 +44,13 @@ class ProducerSettings:
 class Delivery:
     """One event handed to the producer; resolves to acknowledged or failed exactly once."""
 
-    __slots__ = ("_callbacks", "_done", "_error", "_lock", "acked_at", "sent_at")
+    __slots__ = ("_callbacks", "_error", "_latch", "_lock", "_resolved", "acked_at", "sent_at")
 
     def __init__(self) -> None:
-        self._done = threading.Event()
+        # A held lock is the cheapest latch: released once when resolved (no Condition per event).
+        self._latch = threading.Lock()
+        self._latch.acquire()
+        self._resolved = False
         self._lock = threading.Lock()
         self._error: PublishFailed | None = None
         self._callbacks: list[Callable[[PublishFailed | None], None]] = []
@@ -56,12 +59,13 @@ class Delivery:
 
     def _resolve(self, error: PublishFailed | None) -> None:
         with self._lock:
-            if self._done.is_set():
+            if self._resolved:
                 return
             self._error = error
             self.acked_at = time.perf_counter()
-            self._done.set()
+            self._resolved = True
             callbacks, self._callbacks = self._callbacks, []
+        self._latch.release()
         for callback in callbacks:
             try:
                 callback(error)
@@ -76,8 +80,10 @@ class Delivery:
 
     def wait(self, timeout: float) -> bool:
         """True when acknowledged; False if still in flight after `timeout`; raises PublishFailed."""
-        if not self._done.wait(max(0.0, timeout)):
-            return False
+        if not self._resolved:
+            if not self._latch.acquire(timeout=max(0.0, timeout)):
+                return False
+            self._latch.release()
         if self._error is not None:
             raise self._error
         return True
@@ -85,7 +91,7 @@ class Delivery:
     def on_resolved(self, callback: Callable[[PublishFailed | None], None]) -> None:
         """Call `callback(error_or_None)` once resolved (now, if it already is)."""
         with self._lock:
-            if not self._done.is_set():
+            if not self._resolved:
                 self._callbacks.append(callback)
                 return
             error = self._error
