@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry, start_http_server
 
 from sumflow.adapters.dedupe_store import DedupeStore
@@ -21,6 +20,9 @@ from sumflow.entrypoints.adder_server import GrpcServer, SumServicer, build_grpc
 from sumflow.observability.metrics import AdderMetrics, new_registry
 from sumflow.observability.tracing import setup_tracing, shutdown_tracing
 from sumflow.service_layer.add_numbers import AddNumbersHandler
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("sumflow.adder")
 
