@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: venv proto run test lint test-unit test-integration test-e2e dashboards test-observability test-deploy bench
+.PHONY: venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt app/pyproject.toml
@@ -23,6 +23,25 @@ lint: venv
 
 test-unit: venv
 	$(PYTEST) tests/unit
+
+# The README's test command: every tier, real broker, real Prometheus, real booted hosts.
+test: lint lint-ansible test-unit test-integration test-e2e test-fuzz test-chaos test-observability test-load test-render test-deploy
+
+# Services against a real single-node KRaft broker (started by the fixtures).
+test-integration: venv
+	$(PYTEST) tests/integration
+
+# k6 scripts checked against the proto and the OpenAPI document (k6 itself is not installable here).
+test-load: venv
+	$(PYTEST) tests/load
+
+# Hostile input: hypothesis over gRPC, schemathesis over REST, garbage Kafka records.
+test-fuzz: venv
+	$(PYTEST) tests/fuzz
+
+# Grafana/Loki/Tempo/Alloy/Prometheus templates rendered with the real variables and checked.
+test-render: venv
+	$(PYTEST) tests/deploy
 
 # Dashboards as code: regenerate observability/grafana/dashboards/*.json from observability/dashgen.
 dashboards: venv
