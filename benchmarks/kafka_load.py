@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from sumflow.domain.events import encode_event
 from sumflow.domain.summation import AddCommand
+
+JAVA_PRODUCER = Path(__file__).resolve().parent / "BacklogProducer.java"
+
+
+def produce_backlog_java(bootstrap: str, topic: str, count: int, libs: Path, *, timeout_s: float = 900) -> float:
+    """The same backlog from the Java client (BacklogProducer.java, run as a source file): ~50x faster."""
+    start = time.monotonic()
+    subprocess.run(
+        ["java", "-Xmx256m", "-cp", f"{libs}/*", str(JAVA_PRODUCER), bootstrap, topic, str(count)],
+        check=True,
+        capture_output=True,
+        timeout=timeout_s,
+    )
+    return time.monotonic() - start
 
 
 def produce_backlog(bootstrap: str, topic: str, count: int, *, workers: int = 2, timeout_s: float = 900) -> float:

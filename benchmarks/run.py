@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -26,8 +27,9 @@ from typing import Any
 
 import grpc
 
+from benchmarks import services
 from benchmarks.freshness import FreshnessProbe
-from benchmarks.kafka_load import produce_backlog
+from benchmarks.kafka_load import produce_backlog, produce_backlog_java
 from benchmarks.loadtools import LoadResult, ghz_binary, run_ghz, run_wrk, wrk_binary
 from benchmarks.procstats import RssSampler, max_process_rss_mib
 from benchmarks.services import REPO, Service, accumulator_env, adder_env, free_port, get_total
@@ -307,7 +309,11 @@ def _catchup_once(
 def phase_catchup(broker: Broker, run_dir: Path, backlog: int, partitions: int, compare_crc: bool) -> dict[str, Any]:
     topic = broker.new_topic("backlog", partitions)
     log(f"producing a backlog of {backlog:,} events")
-    produce_s = produce_backlog(broker.bootstrap, topic, backlog)
+    # The Java source launcher needs a JDK (javac); the JRE alone falls back to kafka-python (slower).
+    if os.environ.get("BENCH_PYTHON_PRODUCER") or shutil.which("javac") is None:
+        produce_s = produce_backlog(broker.bootstrap, topic, backlog)
+    else:
+        produce_s = produce_backlog_java(broker.bootstrap, topic, backlog, broker.kraft.libs_dir())
     log(f"  produced in {produce_s:.1f}s ({backlog / produce_s:,.0f}/s)")
     out = {"backlog": backlog, "produce_s": round(produce_s, 2)}
     out.update(_catchup_once(broker, run_dir, topic, backlog, "crc32c", {}))
@@ -437,9 +443,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="throughput,pipeline,catchup")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the services, e.g. BENCH_SWITCHINTERVAL=0.0005 (repeatable)",
+    )
+    parser.add_argument(
         "--compare-crc", action="store_true", help="catch-up also with kafka-python's pure-Python CRC (before/after)"
     )
     args = parser.parse_args(argv)
+    for item in args.service_env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--service-env {item!r}: expected KEY=VALUE")
+        services.EXTRA_ENV[key] = value
     duration = args.duration or (4 if args.quick else 10)
     backlog = args.backlog or (100_000 if args.quick else 1_000_000)
     phases = set(args.phases.split(","))
@@ -449,7 +467,13 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
         "loadavg_at_start": os.getloadavg(),
-        "config": {"duration_s": duration, "backlog": backlog, "partitions": args.partitions, "quick": args.quick},
+        "config": {
+            "duration_s": duration,
+            "backlog": backlog,
+            "partitions": args.partitions,
+            "quick": args.quick,
+            "service_env": services.EXTRA_ENV,
+        },
         "targets": TARGETS,
     }
     with tempfile.TemporaryDirectory(prefix="sumflow-bench-") as tmp:

@@ -16,6 +16,8 @@ from benchmarks.procstats import tree_pids
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
+# Extra environment for every service a benchmark starts (run.py --service-env KEY=VALUE).
+EXTRA_ENV: dict[str, str] = {}
 
 
 def free_port() -> int:
@@ -113,6 +115,7 @@ def adder_env(bootstrap: str, topic: str, port: int, metrics_port: int, state: P
         "SUMFLOW_DEDUPE_DIR": str(state),
         "SUMFLOW_ADDER_PROCESSES": str(processes),
         "SUMFLOW_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        **EXTRA_ENV,
     }
 
 
@@ -125,6 +128,7 @@ def accumulator_env(bootstrap: str, topic: str, port: int, state: Path) -> dict[
         "SUMFLOW_HTTP_LISTEN": f"127.0.0.1:{port}",
         "SUMFLOW_STATE_DIR": str(state),
         "SUMFLOW_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        **EXTRA_ENV,
     }
 
 
