@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
+.PHONY: kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt app/pyproject.toml
@@ -26,6 +26,20 @@ test-unit: venv
 
 # The README's test command: every tier, real broker, real Prometheus, real booted hosts.
 test: lint lint-ansible test-unit test-integration test-e2e test-fuzz test-chaos test-observability test-load test-render test-deploy
+
+# Fetch Apache Kafka 4.1.1 (+ log4j2) from Maven Central into $${SUMFLOW_CACHE:-~/.cache/sumflow}
+# (idempotent); `scripts/kafka/fetch.sh pack` also builds the upstream-layout tarball for Ansible.
+kafka-fetch:
+	scripts/kafka/fetch.sh fetch
+
+# Broker + adder + accumulator on this machine, state under ./var/, Ctrl-C stops everything.
+run: venv
+	scripts/run-local.sh
+
+# Both services as real processes on a real broker: pipeline and crash tests (SIGKILL accumulator,
+# adder, broker mid-stream). Prints the random seeds it used.
+test-e2e: venv
+	$(PYTEST) tests/e2e
 
 # Services against a real single-node KRaft broker (started by the fixtures).
 test-integration: venv
