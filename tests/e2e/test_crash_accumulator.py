@@ -5,36 +5,14 @@ requests, so no event is lost and none is counted twice across crashes."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 
 from tests.support.broker import KafkaBroker
-from tests.support.request_stream import RequestStream
+from tests.support.request_stream import KillGate, RequestStream
 from tests.support.services import sumflow_stack
 
 REQUESTS = 3000
 KILLS = 10
-
-
-class KillGate:
-    """Paces the stream so the kills are spread over it: request i waits until enough kills have
-    happened, and the last 1/(KILLS+1) of the stream is sent only after the last kill."""
-
-    def __init__(self, total: int, kills: int) -> None:
-        self.total = total
-        self.kills = kills
-        self.done = 0
-        self.cond = threading.Condition()
-
-    def __call__(self, index: int) -> None:
-        needed = min(self.kills, index * (self.kills + 1) // self.total)
-        with self.cond:
-            self.cond.wait_for(lambda: self.done >= needed, timeout=120)
-
-    def killed(self) -> None:
-        with self.cond:
-            self.done += 1
-            self.cond.notify_all()
 
 
 def test_accumulator_sigkilled_ten_times_mid_stream_keeps_an_exact_total(kafka_broker: KafkaBroker, tmp_path) -> None:

@@ -25,6 +25,29 @@ from tests.support.grpc_client import AdderClient
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
+class KillGate:
+    """Paces a stream so `kills` faults are spread over it: request i waits until enough faults
+    have happened, and the last 1/(kills+1) of the stream is sent only after the last one.
+    Pass it as `gate=` to RequestStream.run; call `.killed()` after each fault."""
+
+    def __init__(self, total: int, kills: int, max_wait_s: float = 120.0) -> None:
+        self.total = total
+        self.kills = kills
+        self.done = 0
+        self.max_wait_s = max_wait_s
+        self.cond = threading.Condition()
+
+    def __call__(self, index: int) -> None:
+        needed = min(self.kills, index * (self.kills + 1) // self.total)
+        with self.cond:
+            self.cond.wait_for(lambda: self.done >= needed, timeout=self.max_wait_s)
+
+    def killed(self) -> None:
+        with self.cond:
+            self.done += 1
+            self.cond.notify_all()
+
+
 @dataclass(frozen=True)
 class Request:
     request_id: str
