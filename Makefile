@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
+.PHONY: lint-ansible kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt app/pyproject.toml
@@ -23,6 +23,19 @@ lint: venv
 
 test-unit: venv
 	$(PYTEST) tests/unit
+
+# Ansible: ansible-lint (production profile) over roles + playbooks, --syntax-check of every playbook
+# against every inventory, and `vagrant validate` for both Vagrant layouts (1 and 3 Kafka nodes).
+ANSIBLE_PLAYBOOKS := $(wildcard playbooks/*.yml)
+ANSIBLE_INVENTORIES := $(wildcard inventory/*/)
+lint-ansible: venv
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/ansible-lint --offline roles playbooks
+	@set -e; for inv in $(ANSIBLE_INVENTORIES); do for pb in $(ANSIBLE_PLAYBOOKS); do \
+	  echo "syntax-check $$pb -i $$inv"; \
+	  PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/ansible-playbook --syntax-check -i $$inv $$pb >/dev/null; \
+	done; done
+	vagrant validate
+	KAFKA_NODES=3 vagrant validate
 
 # The README's test command: every tier, real broker, real Prometheus, real booted hosts.
 test: lint lint-ansible test-unit test-integration test-e2e test-fuzz test-chaos test-observability test-load test-render test-deploy
