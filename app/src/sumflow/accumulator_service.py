@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from prometheus_client import Histogram
 
 from sumflow.adapters.audit_log import AuditLog, AuditPosition, audit_line
 from sumflow.adapters.ledger_store import LedgerStore
@@ -285,22 +287,17 @@ class LedgerConsumer:
         if outcome.applied:
             m.events_applied.inc(len(outcome.applied))
             now_ms = now * 1000
-            slowest = None
-            slowest_latency = -1.0
-            observe = m.end_to_end_latency.observe
-            for item in outcome.applied:
-                latency = max(0.0, (now_ms - item.event.produced_at_ms) / 1000)
-                if latency > slowest_latency:
-                    slowest, slowest_latency = item, latency
-                else:
-                    observe(latency)
-            if slowest is not None:  # the batch's slowest event carries the exemplar (its trace id)
-                headers = next(
-                    (r.headers for r in records if r.partition == slowest.partition and r.offset == slowest.offset),
-                    (),
-                )
-                trace_id = traceparent_trace_id(headers)
-                observe(slowest_latency, exemplar={"trace_id": trace_id} if trace_id else None)
+            latencies = [max(0.0, (now_ms - item.event.produced_at_ms) / 1000) for item in outcome.applied]
+            slowest_at = max(range(len(latencies)), key=latencies.__getitem__)
+            slowest = outcome.applied[slowest_at]
+            observe_many(m.end_to_end_latency, latencies[:slowest_at] + latencies[slowest_at + 1 :])
+            # the batch's slowest event carries the exemplar: the trace id from its traceparent header
+            headers = next(
+                (r.headers for r in records if r.partition == slowest.partition and r.offset == slowest.offset),
+                (),
+            )
+            trace_id = traceparent_trace_id(headers)
+            m.end_to_end_latency.observe(latencies[slowest_at], exemplar={"trace_id": trace_id} if trace_id else None)
         if outcome.duplicates:
             m.duplicates_dropped.inc(len(outcome.duplicates))
             log.info(
@@ -408,6 +405,27 @@ class LedgerConsumer:
 
     def _topic(self) -> str:
         return self.source.topic if self.source is not None else ""
+
+
+def observe_many(histogram: Histogram, values: list[float]) -> None:
+    """Histogram.observe for many values at once: bucket counts via bisect, one increment per bucket.
+
+    Uses prometheus_client's (pinned) internals `_upper_bounds/_buckets/_sum`; falls back to observe().
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # first bound >= value, as observe() does
+    for i, count in enumerate(counts):
+        if count:
+            buckets[i].inc(count)
+    total.inc(sum(values))
 
 
 def reason_label(reason: str) -> str:
