@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # `make test-deploy`: the full Molecule sequence of molecule/default (destroy, syntax, create, converge,
-# idempotence, verify, destroy) on booted nspawn hosts, timed. Whatever happens (failure, Ctrl-C,
-# SIGTERM), the EXIT trap removes the hosts, overlays, cgroups, bridge and NAT and restores ip_forward.
+# idempotence, verify, destroy) on booted nspawn hosts, timed. For `test` and `destroy`, and for ANY
+# command that fails or is interrupted (Ctrl-C, SIGTERM), the EXIT trap removes the hosts, overlays,
+# cgroups, bridge and NAT and restores ip_forward. A successful create/converge/verify keeps the hosts
+# up to look at them (scripts/nspawn/cluster.sh status|exec; `molecule-test.sh destroy` when done).
 #   scripts/nspawn/molecule-test.sh [molecule subcommand, default: test]
 set -Eeuo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-export PATH="$ROOT/.venv/bin:$PATH"   # molecule runs ansible-playbook by name
+export PATH="$ROOT/.venv/bin:$PATH" # molecule runs ansible-playbook by name
 export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}" PY_COLORS="${PY_COLORS:-0}" NO_COLOR="${NO_COLOR:-1}"
+
+SUBCMD="${1:-test}"
+started=$SECONDS
 
 cleanup() {
   local rc=$?
-  "$ROOT/scripts/nspawn/cluster.sh" down || rc=1
+  if ((rc != 0)) || [[ "$SUBCMD" == test || "$SUBCMD" == destroy ]]; then
+    "$ROOT/scripts/nspawn/cluster.sh" down || rc=1
+    # Molecule must not believe the hosts still exist (it would skip `create` next time).
+    molecule reset --scenario-name default >/dev/null 2>&1 || true
+  fi
   echo "molecule $SUBCMD: exit $rc after $((SECONDS - started)) s" >&2
   exit "$rc"
 }
-started=$SECONDS
-SUBCMD="${1:-test}"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
