@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 
-from tests.support.chaos import FaultStream, audit_counts, judge, plan_requests, report
+from tests.support.chaos import FaultStream, audit_counts, judge, plan_requests, report, run_with_faults
 
 # (requests, kills): the long run, and ~6% of it for every `make test`
 SIZES = {"short": (6_000, 8), "long": (100_000, 100)}
@@ -22,30 +21,17 @@ def test_accumulator_sigkills_lose_nothing_and_count_nothing_twice(size, kafka_b
     requests = plan_requests(count, seed=11)
     stream = FaultStream(d.adder.target, requests)
     # kill points spread over the stream, by acknowledged count; the rest after it, during catch-up
-    points = sorted(rng.sample(range(count // 20, count), kills))
-    errors: list[BaseException] = []
+    points = rng.sample(range(count // 20, count), kills)
     started = time.monotonic()
 
-    def killer() -> None:
-        try:
-            for point in points:
-                while stream.acknowledged < point and runner.is_alive():
-                    time.sleep(0.01)
-                time.sleep(rng.uniform(0, 0.3))  # at a random moment of whatever batch is in progress
-                d.accumulator.kill()
-                d.accumulator.start()
-                if rng.random() < 0.7:  # otherwise the next kill may land during start-up or seek
-                    d.accumulator.wait_ready()
-        except BaseException as exc:  # surfaced by the test thread below
-            errors.append(exc)
+    def kill(_: int) -> None:
+        time.sleep(rng.uniform(0, 0.3))  # at a random moment of whatever batch is in progress
+        d.accumulator.kill()
+        d.accumulator.start()
+        if rng.random() < 0.7:  # otherwise the next kill may land during start-up or seek
+            d.accumulator.wait_ready()
 
-    runner = threading.Thread(target=stream.run, args=(count / 20 + 600,), name="stream")
-    chaos = threading.Thread(target=killer, name="killer")
-    runner.start()
-    chaos.start()
-    runner.join()
-    chaos.join()
-    assert not errors, errors
+    run_with_faults(stream, points, kill, timeout=count / 20 + 600)
     outcome = stream.outcome
     assert not outcome.unexpected, outcome.unexpected[:10]
     assert len(outcome.acknowledged) == count, "every request is acknowledged in the end (with retries)"

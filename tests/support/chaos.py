@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,6 +177,41 @@ class FaultStream:
             return
         out.duplicate_answers += int(reply.duplicate)
         out.acknowledged[canonical] = req
+
+
+def run_with_faults(
+    stream: FaultStream,
+    points: Sequence[int],
+    inject: Callable[[int], None],
+    *,
+    timeout: float,
+) -> StreamOutcome:
+    """Run the stream; call inject(i) when the i-th point (an acknowledged count) is reached.
+
+    Points not reached when the stream ends are injected after it (during the services' catch-up).
+    An exception in `inject` stops the stream and is raised here.
+    """
+    errors: list[BaseException] = []
+    runner = threading.Thread(target=stream.run, args=(timeout,), name="fault-stream")
+
+    def injector() -> None:
+        try:
+            for i, point in enumerate(sorted(points)):
+                while stream.acknowledged < point and runner.is_alive():
+                    time.sleep(0.01)
+                inject(i)
+        except BaseException as exc:
+            errors.append(exc)
+            stream.stop.set()
+
+    chaos = threading.Thread(target=injector, name="fault-injector")
+    runner.start()
+    chaos.start()
+    runner.join()
+    chaos.join()
+    if errors:
+        raise errors[0]
+    return stream.outcome
 
 
 def audit_counts(state_dir: Path) -> Counter[str]:

@@ -19,6 +19,9 @@ from kafka import errors as kafka_errors
 log = logging.getLogger(__name__)
 
 
+REPLACE_INTERVAL_SECONDS = 5.0
+
+
 class PublishFailed(RuntimeError):
     """Kafka did not acknowledge the event within the retry budget."""
 
@@ -117,9 +120,15 @@ def _reason(exc: BaseException) -> str:
 class EventPublisher:
     """Thin wrapper over one KafkaProducer shared by all gRPC worker threads."""
 
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    def __init__(self, producer: KafkaProducer, topic: str, factory: Callable[[], KafkaProducer] | None = None) -> None:
         self._producer = producer
         self._topic = topic
+        # kafka-python's idempotent producer can stay wedged after a broker crash (every later send
+        # expires): after a delivery timeout, the next publish swaps in a fresh producer (new id).
+        self._factory = factory
+        self._stale = False
+        self._next_replace = 0.0
+        self._swap_lock = threading.Lock()
 
     @classmethod
     def connect(
@@ -134,25 +143,29 @@ class EventPublisher:
         delivery_ms = int(settings.delivery_timeout_seconds * 1000)
         request_ms = max(500, min(30_000, delivery_ms - settings.linger_ms))
         last: Exception | None = None
+
+        def new_producer() -> KafkaProducer:
+            return KafkaProducer(
+                bootstrap_servers=list(settings.bootstrap),
+                client_id=settings.client_id,
+                acks="all",
+                enable_idempotence=True,
+                retries=settings.retries,
+                retry_backoff_ms=100,
+                delivery_timeout_ms=delivery_ms,
+                request_timeout_ms=request_ms,
+                max_block_ms=delivery_ms,
+                linger_ms=settings.linger_ms,
+                max_in_flight_requests_per_connection=5,
+                reconnect_backoff_ms=50,
+                reconnect_backoff_max_ms=1000,
+                bootstrap_timeout_ms=int(attempt_timeout_seconds * 1000),
+                metrics_enabled=False,
+            )
+
         for attempt in range(1, attempts + 1):
             try:
-                producer = KafkaProducer(
-                    bootstrap_servers=list(settings.bootstrap),
-                    client_id=settings.client_id,
-                    acks="all",
-                    enable_idempotence=True,
-                    retries=settings.retries,
-                    retry_backoff_ms=100,
-                    delivery_timeout_ms=delivery_ms,
-                    request_timeout_ms=request_ms,
-                    max_block_ms=delivery_ms,
-                    linger_ms=settings.linger_ms,
-                    max_in_flight_requests_per_connection=5,
-                    reconnect_backoff_ms=50,
-                    reconnect_backoff_max_ms=1000,
-                    bootstrap_timeout_ms=int(attempt_timeout_seconds * 1000),
-                    metrics_enabled=False,
-                )
+                producer = new_producer()
             except (kafka_errors.KafkaError, OSError) as exc:
                 last = exc
                 log.warning(
@@ -162,7 +175,7 @@ class EventPublisher:
                 if attempt < attempts:
                     time.sleep(backoff_seconds)
                 continue
-            publisher = cls(producer, settings.topic)
+            publisher = cls(producer, settings.topic, new_producer)
             publisher.warm_up(attempt_timeout_seconds)
             return publisher
         raise BrokerUnreachable(f"no Kafka broker reachable at {','.join(settings.bootstrap)}: {last}")
@@ -175,15 +188,45 @@ class EventPublisher:
             log.warning("topic metadata not available yet", extra={"topic": self._topic, "error": str(exc)})
 
     def publish(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> Delivery:
+        if self._stale:
+            self._replace_producer()
+        producer = self._producer
         delivery = Delivery()
         try:
-            future = self._producer.send(self._topic, value=value, key=key, headers=headers)
+            future = producer.send(self._topic, value=value, key=key, headers=headers)
         except (kafka_errors.KafkaError, OSError) as exc:
             delivery._resolve(PublishFailed(_reason(exc), f"Kafka refused the event: {exc}"))
             return delivery
         future.add_callback(delivery._acked)
         future.add_errback(delivery._failed)
+        if self._factory is not None:
+            future.add_errback(lambda exc: self._note_failure(producer, exc))
         return delivery
+
+    def _note_failure(self, producer: KafkaProducer, exc: BaseException) -> None:
+        if producer is self._producer and isinstance(exc, kafka_errors.KafkaTimeoutError):
+            self._stale = True
+
+    def _replace_producer(self) -> None:
+        """Swap in a fresh producer (at most every REPLACE_INTERVAL_SECONDS; kept if Kafka is still down).
+
+        Records left in the old one fail, so their callers answer UNAVAILABLE and the client retries
+        with the same id; a record it delivered anyway is dropped by the accumulator's id window.
+        """
+        assert self._factory is not None
+        with self._swap_lock:
+            now = time.monotonic()
+            if not self._stale or now < self._next_replace:
+                return
+            self._next_replace = now + REPLACE_INTERVAL_SECONDS
+            try:
+                fresh = self._factory()
+            except (kafka_errors.KafkaError, OSError) as exc:
+                log.warning("kafka producer not replaced: broker not reachable", extra={"error": str(exc)})
+                return
+            old, self._producer, self._stale = self._producer, fresh, False
+        log.warning("replaced the kafka producer after delivery timeouts")
+        threading.Thread(target=old.close, kwargs={"timeout": 0}, name="old-producer-close", daemon=True).start()
 
     def close(self, timeout_seconds: float) -> None:
         """Flush what is buffered (bounded) and close the connections."""
