@@ -74,16 +74,19 @@ def _serve() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    accumulator.start()
-    while not stop.wait(1.0):
-        if not accumulator.consumer_alive():  # the consumer thread never exits on its own: a bug
-            _err("consumer thread died")
-            accumulator.stop()
-            return 1
-    sdnotify.notify("STOPPING=1")
-    accumulator.stop()
-    shutdown_tracing()
-    return 0
+    code = 0
+    try:
+        accumulator.start()
+        while not stop.wait(1.0):
+            if not accumulator.consumer_alive():  # the consumer thread never exits on its own: a bug
+                _err("consumer thread died")
+                code = 1
+                break
+        sdnotify.notify("STOPPING=1")
+    finally:  # whatever happened above, stop the threads so the process can exit
+        accumulator.stop()
+        shutdown_tracing()
+    return code
 
 
 def _rebuild(*, audit_only: bool) -> int:

@@ -7,13 +7,16 @@ import socket
 
 
 def notify(state: str) -> bool:
-    """Send e.g. "READY=1" or "STOPPING=1"; returns False when not run under systemd."""
+    """Send e.g. "READY=1" or "STOPPING=1"; returns False when not run under systemd or on error."""
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(address)
-        sock.sendall(state.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError:  # like systemd's own sd_notify: a missing/broken socket is not fatal
+        return False
     return True
