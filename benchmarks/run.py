@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import platform
@@ -53,37 +52,29 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _kraft_module() -> Any:
-    path = REPO / "scripts" / "kafka" / "kraft.py"
-    spec = importlib.util.spec_from_file_location("sumflow_kraft", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load the Kafka harness {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 class Broker:
-    """The repo's KRaft harness (scripts/kafka/kraft.py), one node on free loopback ports."""
+    """The harness's single-node KRaft broker (tests/support/broker.py) on free loopback ports."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.kraft = _kraft_module()
-        self.cluster = self.kraft.KraftCluster(data_dir, nodes=1)
+        from tests.support.broker import KafkaBroker, kraft
+
+        self.kraft = kraft
+        self.broker = KafkaBroker(data_dir)
 
     @property
     def bootstrap(self) -> str:
-        return self.cluster.bootstrap
+        return self.broker.bootstrap
 
     def start(self) -> None:
-        self.cluster.start()
+        self.broker.start()
 
     def stop(self) -> None:
-        self.cluster.stop()
+        self.broker.stop()
 
     def new_topic(self, prefix: str, partitions: int) -> str:
         name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
-        self.kraft.create_topics(self.bootstrap, [name, f"{name}.dlq"], partitions, 1)
+        for topic in (name, f"{name}.dlq"):
+            self.broker.create_topic(topic, partitions=partitions, replication=1)
         return name
 
 
@@ -312,11 +303,13 @@ def phase_catchup(broker: Broker, run_dir: Path, backlog: int, partitions: int, 
     log(f"producing a backlog of {backlog:,} events")
     # The Java source launcher needs a JDK (javac); the JRE alone falls back to kafka-python (slower).
     if os.environ.get("BENCH_PYTHON_PRODUCER") or shutil.which("javac") is None:
+        producer = "kafka-python"
         produce_s = produce_backlog(broker.bootstrap, topic, backlog)
     else:
+        producer = "Java"
         produce_s = produce_backlog_java(broker.bootstrap, topic, backlog, broker.kraft.libs_dir())
-    log(f"  produced in {produce_s:.1f}s ({backlog / produce_s:,.0f}/s)")
-    out = {"backlog": backlog, "produce_s": round(produce_s, 2)}
+    log(f"  produced in {produce_s:.1f}s ({backlog / produce_s:,.0f}/s, {producer} producer)")
+    out = {"backlog": backlog, "produce_s": round(produce_s, 2), "producer": producer}
     out.update(_catchup_once(broker, run_dir, topic, backlog, "crc32c", {}))
     if compare_crc:
         hidden = {"PYTHONPATH": os.pathsep.join(filter(None, [str(NO_CRC32C), os.environ.get("PYTHONPATH")]))}
