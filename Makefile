@@ -6,6 +6,12 @@ PYTEST := $(VENV)/bin/pytest
 
 .PHONY: lint-ansible kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
 
+# Debian/Ubuntu packages (installed only when missing, as root or through sudo).
+deps:
+	@scripts/install-system-deps.sh all
+deps-run:
+	@scripts/install-system-deps.sh run
+
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt app/pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,7 +44,7 @@ lint-ansible: venv
 	KAFKA_NODES=3 vagrant validate
 
 # The README's test command: every tier, real broker, real Prometheus, real booted hosts.
-test: lint lint-ansible test-unit test-integration test-e2e test-fuzz test-chaos test-observability test-load test-render test-deploy
+test: deps lint lint-ansible test-unit test-integration test-e2e test-fuzz test-chaos test-observability test-load test-render test-deploy
 
 # Fetch Apache Kafka 4.1.1 (+ log4j2) from Maven Central into $${SUMFLOW_CACHE:-~/.cache/sumflow}
 # (idempotent); `scripts/kafka/fetch.sh pack` also builds the upstream-layout tarball for Ansible.
@@ -46,7 +52,7 @@ kafka-fetch:
 	scripts/kafka/fetch.sh fetch
 
 # Broker + adder + accumulator on this machine, state under ./var/, Ctrl-C stops everything.
-run: venv
+run: deps-run venv
 	scripts/run-local.sh
 
 # Both services as real processes on a real broker: pipeline and crash tests (SIGKILL accumulator,

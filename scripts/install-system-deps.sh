@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
-# System packages the tests and the local run need on Debian 12 (run as root; idempotent).
+# Debian/Ubuntu packages sumflow needs on this machine. Idempotent: installs only what is missing
+# (as root, or through sudo), and does nothing when everything is there.
+#   scripts/install-system-deps.sh run   # make run: Java for the broker, Maven to fetch it, venv
+#   scripts/install-system-deps.sh all   # make test: also Prometheus, nspawn hosts, vagrant, wrk
 set -euo pipefail
-packages=(
-    make git curl ca-certificates python3 python3-venv
-    openjdk-17-jre-headless maven                   # the Kafka broker (jars from Maven Central)
-    prometheus prometheus-node-exporter             # real Prometheus/promtool for the observability tests
+profile="${1:-all}"
+
+run_packages=(make git curl ca-certificates python3 python3-venv openjdk-17-jre-headless maven util-linux)
+test_packages=(
+    prometheus prometheus-node-exporter             # real Prometheus/promtool/node_exporter in tests
     systemd-container debootstrap nftables iproute2 # booted Debian containers for Molecule
     vagrant                                         # `vagrant validate` of the Vagrantfile
     wrk                                             # HTTP benchmark load
 )
+case "$profile" in
+    run) packages=("${run_packages[@]}") ;;
+    all) packages=("${run_packages[@]}" "${test_packages[@]}") ;;
+    *) echo "usage: $0 [run|all]" >&2; exit 2 ;;
+esac
+
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if ((${#missing[@]})); then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+((${#missing[@]})) || exit 0
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "missing packages (run as root): ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
 fi
-# Debian's prometheus packages start daemons where systemd is PID 1; tests start their own instances.
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+# Keep Debian's prometheus packages from starting daemons: the tests start their own instances.
+"${sudo[@]}" env RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 for unit in prometheus prometheus-node-exporter; do
-    if [ -d /run/systemd/system ]; then systemctl disable --now "$unit" >/dev/null 2>&1 || true; fi
+    if [ -d /run/systemd/system ] && systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+        "${sudo[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
 done
