@@ -11,6 +11,7 @@ _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+_UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 
 
 class InvalidRequest(ValueError):
@@ -46,9 +47,11 @@ def canonical_request_id(raw: str) -> str:
         raise InvalidRequest("request_id is required")
     if len(raw) > 36:
         raise InvalidRequest("request_id must be a UUID")
-    text = raw.strip()
-    if text != raw or text.startswith("{") or ":" in text:
+    # ASCII hex digits and hyphens only: uuid.UUID goes through int(), which would also take "_",
+    # "+" and non-ASCII digits ("٣" * 32), aliasing distinct ids onto one canonical id
+    if not set(raw) <= _UUID_CHARS:
         raise InvalidRequest("request_id must be a UUID")
+    text = raw
     try:
         parsed = uuid.UUID(hex=text)
     except ValueError:
