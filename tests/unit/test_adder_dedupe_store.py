@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+import threading
 import time
+import uuid
 from pathlib import Path
 
-from sumflow.adapters.dedupe_store import DedupeStore
+import pytest
+
+from sumflow.adapters.dedupe_store import DedupeStore, DedupeUnavailable
 from sumflow.domain.idempotency import DedupeRecord, RecordState
 from sumflow.domain.summation import AddCommand
 
@@ -104,3 +109,52 @@ def test_only_one_process_claims_an_id(tmp_path: Path) -> None:
     assert stored is not None
     assert stored.owner == winners[0]
     store.close()
+
+
+def test_concurrent_threads_share_group_commits_and_one_claim_wins(tmp_path: Path) -> None:
+    """64 threads write at once through the one writer: each gets its own answer, one claim wins."""
+    store = _store(tmp_path)
+    barrier = threading.Barrier(64)
+    results: dict[int, tuple[bool, bool]] = {}
+
+    def worker(i: int) -> None:
+        own_id = str(uuid.UUID(int=i + 1))
+        record = DedupeRecord.pending(AddCommand(own_id, i, 1), f"t{i}", 1, time.time())
+        barrier.wait()
+        shared = store.claim(RID, _pending(f"t{i}"))
+        own = store.claim(own_id, record)
+        store.complete(own_id, record.done())
+        results[i] = (shared, own)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sum(shared for shared, _own in results.values()) == 1
+    assert all(own for _shared, own in results.values()) and len(results) == 64
+    for i in range(64):
+        stored = store.get(str(uuid.UUID(int=i + 1)))
+        assert stored is not None and stored.state is RecordState.DONE and stored.result == i + 1
+    store.close()
+
+
+def test_expired_records_are_deleted_from_disk_by_the_timed_cull(tmp_path: Path) -> None:
+    store = DedupeStore(tmp_path, ttl_seconds=0.2, size_limit_bytes=1 << 20, cull_interval_seconds=0.1)
+    store.claim(RID, _pending("a"))
+    time.sleep(0.4)
+    other = "5d2f8a3e-1b4c-4e6f-8a9b-0c1d2e3f4a5b"
+    store.claim(other, _pending("b"))  # the writer culls after this batch (the interval has passed)
+    store.complete(other, _pending("b").done())  # served by the same writer thread after that cull
+    with sqlite3.connect(tmp_path / "cache.db") as db:
+        keys = [row[0] for row in db.execute("SELECT key FROM Cache")]
+    assert keys == [other]
+    store.close()
+
+
+def test_writes_after_close_are_refused(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.claim(RID, _pending("a"))
+    store.close()
+    with pytest.raises(DedupeUnavailable):
+        store.claim("5d2f8a3e-1b4c-4e6f-8a9b-0c1d2e3f4a5b", _pending("b"))
