@@ -116,9 +116,11 @@ def build_adder(
         publish_timeout_seconds=cfg.publish_timeout_seconds,
         pending_timeout_seconds=cfg.pending_timeout_seconds,
         metrics=metrics,
-        tracer=tracer,
+        tracer=tracer if tracing_on else None,
     )
-    servicer = SumServicer(handler, metrics=metrics, tracer=tracer, extract_trace_context=tracing_on)
+    servicer = SumServicer(
+        handler, metrics=metrics, tracer=tracer if tracing_on else None, extract_trace_context=tracing_on
+    )
     try:
         grpc_server = build_grpc_server(
             servicer, listen=cfg.grpc_listen, workers=cfg.grpc_workers, reuse_port=cfg.processes > 1

@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import time
 from concurrent import futures
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 from sumflow.domain.summation import InvalidRequest, SumOutOfRange, validate_add
@@ -35,6 +38,16 @@ METHOD = f"{SERVICE_NAME}/AddNumbers"
 _NO_DEADLINE = 86400.0  # grpc reports "no deadline" as a huge time remaining
 
 
+UNDECODABLE: Any = object()  # what parse_add_request returns for bytes that are no AddNumbersRequest
+
+
+def parse_add_request(data: bytes) -> sum_pb2.AddNumbersRequest:
+    try:
+        return sum_pb2.AddNumbersRequest.FromString(data)
+    except DecodeError:
+        return UNDECODABLE
+
+
 class SumServicer(sum_pb2_grpc.SumServiceServicer):
     def __init__(
         self,
@@ -46,7 +59,7 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
     ) -> None:
         self._handler = handler
         self._metrics = metrics
-        self._tracer = tracer or trace.get_tracer("sumflow.adder")
+        self._tracer = tracer  # None: tracing off, no spans
         self._extract = extract_trace_context
         self._counters: dict[grpc.StatusCode, Any] = {}
         if metrics is not None:
@@ -56,24 +69,31 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
     def AddNumbers(
         self, request: sum_pb2.AddNumbersRequest, context: grpc.ServicerContext
     ) -> sum_pb2.AddNumbersResponse:
+        if request is UNDECODABLE:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the message is not a valid sumflow.v1.AddNumbersRequest")
         started = time.perf_counter()
         remaining = context.time_remaining()
         deadline = None if remaining is None or remaining > _NO_DEADLINE else time.monotonic() + remaining
         parent = propagate.extract(dict(context.invocation_metadata())) if self._extract else None
         if self._metrics is not None:
             self._metrics.in_flight.inc()
-        with self._tracer.start_as_current_span(
-            METHOD,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": "AddNumbers"},
-        ) as span:
+        with self._server_span(parent) as span:
             response, code, details, outcome = self._answer(request, deadline, span)
             if code is not grpc.StatusCode.OK:
                 context.set_code(code)
                 context.set_details(details)
             self._record(span, response.request_id or request.request_id, code, outcome, started)
         return response
+
+    def _server_span(self, parent: Context | None) -> AbstractContextManager[trace.Span]:
+        if self._tracer is None:
+            return nullcontext(trace.INVALID_SPAN)
+        return self._tracer.start_as_current_span(
+            METHOD,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": "AddNumbers"},
+        )
 
     def _answer(
         self, request: sum_pb2.AddNumbersRequest, deadline: float | None, span: trace.Span
@@ -155,7 +175,22 @@ def build_grpc_server(servicer: SumServicer, *, listen: str, workers: int, reuse
         ],
         maximum_concurrent_rpcs=workers * 64,
     )
-    sum_pb2_grpc.add_SumServiceServicer_to_server(servicer, server)
+    # Registered by hand so that bytes that are not an AddNumbersRequest get INVALID_ARGUMENT: with the
+    # generated helper, grpc answers a failed parse with INTERNAL ("Exception deserializing request!").
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE_NAME,
+                {
+                    "AddNumbers": grpc.unary_unary_rpc_method_handler(
+                        servicer.AddNumbers,
+                        request_deserializer=parse_add_request,
+                        response_serializer=sum_pb2.AddNumbersResponse.SerializeToString,
+                    )
+                },
+            ),
+        )
+    )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
