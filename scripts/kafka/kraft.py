@@ -212,7 +212,9 @@ class KraftNode:
         return (self.data_dir / "data" / "meta.properties").is_file()
 
     def format(self, cluster_id: str) -> None:
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path))
+        # `--cluster-id=ID`: a random id may start with "-", which the tool would read as an option
+        config = str(self.config_path)
+        cmd = self._java_cmd("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", config)
         result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise KafkaHarnessError(f"formatting {self.data_dir} failed:\n{result.stdout}\n{result.stderr}")
