@@ -93,3 +93,13 @@ test-deploy: venv
 # same run; prints a table, writes benchmarks/results/latest.json. BENCH_ARGS="--quick" for a smoke run.
 bench: venv
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# Fault and hostile-input suite, short sizes (part of `make test`; ~8 min budget on 2 cores).
+test-chaos: venv
+	$(PYTEST) tests/chaos tests/fuzz
+
+# The long fault runs of issue 6 (~30 min): 100 accumulator kills in 100k requests, 20 adder kills,
+# 5 broker restarts, ... Rows also go to var/chaos-results.jsonl; see RELIABILITY.md.
+chaos: venv
+	mkdir -p var && rm -f var/chaos-results.jsonl
+	SUMFLOW_CHAOS=long SUMFLOW_CHAOS_RESULTS=var/chaos-results.jsonl $(PYTEST) -o timeout=3600 tests/chaos
