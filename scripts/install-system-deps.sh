@@ -12,6 +12,7 @@ test_packages=(
     systemd-container debootstrap nftables iproute2 # booted Debian containers for Molecule
     vagrant                                         # `vagrant validate` of the Vagrantfile
     wrk                                             # HTTP benchmark load
+    nodejs                                          # runs the k6 scripts against stand-in modules
 )
 case "$profile" in
     run) packages=("${run_packages[@]}") ;;
