@@ -1,12 +1,10 @@
-"""Real Prometheus and node_exporter on loopback free ports, started and stopped by the tests."""
+"""Real Prometheus and node_exporter on loopback free ports (tests/support CommandProcess), started and
+stopped by the tests."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
-import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -16,36 +14,12 @@ from typing import Any
 import orjson
 import yaml
 
+from tests.support.broker import free_port
+from tests.support.http_client import http_ok
+from tests.support.services import CommandProcess
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter") or ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @contextlib.contextmanager
@@ -54,25 +28,17 @@ def node_exporter(workdir: Path) -> Iterator[str]:
     if not NODE_EXPORTER:
         raise RuntimeError("node_exporter not found: install Debian's prometheus-node-exporter package")
     port = free_port()
-    log = workdir / "node_exporter.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                NODE_EXPORTER,
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--collector.disable-defaults",
-                "--collector.cpu",
-                "--collector.meminfo",
-                "--collector.filesystem",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/metrics", 20, proc, log)
+    argv = [
+        NODE_EXPORTER,
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--collector.disable-defaults",
+        "--collector.cpu",
+        "--collector.meminfo",
+        "--collector.filesystem",
+    ]
+    process = CommandProcess("node_exporter", argv, workdir, ready=lambda: http_ok(f"http://127.0.0.1:{port}/metrics"))
+    with process.running(timeout=20):
         yield f"127.0.0.1:{port}"
-    finally:
-        _stop(proc)
 
 
 class Prometheus:
@@ -114,23 +80,15 @@ def prometheus(workdir: Path, jobs: dict[str, dict[str, Any]], rule_files: list[
     }
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={workdir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--enable-feature=exemplar-storage",
-                "--storage.tsdb.retention.time=1h",
-                "--log.level=warn",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/-/ready", 30, proc, log)
+    argv = [
+        PROMETHEUS,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--enable-feature=exemplar-storage",
+        "--storage.tsdb.retention.time=1h",
+        "--log.level=warn",
+    ]
+    process = CommandProcess("prometheus", argv, workdir, ready=lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"))
+    with process.running(timeout=30):
         yield Prometheus(f"http://127.0.0.1:{port}")
-    finally:
-        _stop(proc)

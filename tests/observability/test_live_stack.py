@@ -29,9 +29,8 @@ from tests.observability.promql import (
     metric_names,
     with_bool_comparisons,
 )
-from tests.observability.services import sumflow_services
 from tests.observability.traffic import drive, produce_invalid_record
-from tests.support.broker import unique_topic
+from tests.support.services import ServiceProcess, sumflow_stack
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((REPO / "observability/prometheus/rules").glob("*.yml"))
@@ -39,9 +38,13 @@ TRAFFIC_SECONDS = 35.0
 RATE_WINDOW = "10s"  # stands in for Grafana's $__rate_interval at a 1 s scrape interval
 
 
+# Both services export spans to the test's OTLP sink, quickly, so the test need not wait 5 s.
+SERVICE_ENV = {"SUMFLOW_INSTANCE": "observability-test", "OTEL_BSP_SCHEDULE_DELAY": "300"}
+
+
 class Live:
-    def __init__(self, prom, sink, services, report, start, end) -> None:
-        self.prom, self.sink, self.services, self.report = prom, sink, services, report
+    def __init__(self, prom, sink, stack, report, start, end) -> None:
+        self.prom, self.sink, self.stack, self.report = prom, sink, stack, report
         self.start, self.end = start, end
 
     def series_with_values(self, expr: str) -> list[dict]:
@@ -52,32 +55,33 @@ class Live:
 @pytest.fixture(scope="module")
 def live(kafka_broker, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("observability")
-    kafka_bootstrap = kafka_broker.bootstrap
-    topic = kafka_broker.create_topic(unique_topic("obs"), partitions=2, replication=1)
-    kafka_broker.create_topic(f"{topic}.dlq", partitions=1, replication=1)
     sink = OtlpSink()
-    endpoint = sink.start()
+    service_env = {**SERVICE_ENV, "SUMFLOW_OTLP_ENDPOINT": sink.start()}
     try:
         with (
             node_exporter(workdir) as node_target,
-            sumflow_services(
-                workdir, bootstrap=kafka_bootstrap, topic=topic, dlq_topic=f"{topic}.dlq", otlp_endpoint=endpoint
-            ) as services,
+            sumflow_stack(
+                kafka_broker.bootstrap,
+                workdir,
+                partitions=2,
+                adder_env=service_env,
+                accumulator_env=service_env,
+            ) as stack,
             prometheus(
                 workdir,
                 {
-                    "sumflow-adder": {"targets": [services.adder_metrics]},
-                    "sumflow-accumulator": {"targets": [services.accumulator_http]},
+                    "sumflow-adder": {"targets": [f"127.0.0.1:{stack.adder.metrics_port}"]},
+                    "sumflow-accumulator": {"targets": [f"127.0.0.1:{stack.accumulator.http_port}"]},
                     "node": {"targets": [node_target]},
                 },
                 RULE_FILES,
             ) as prom,
         ):
             start = time.time()
-            produce_invalid_record(kafka_bootstrap, topic)
-            report = drive(services.grpc_target, seconds=TRAFFIC_SECONDS, max_calls=2000, rate_per_second=15)
+            produce_invalid_record(kafka_broker.bootstrap, stack.topic)
+            report = drive(stack.adder.target, seconds=TRAFFIC_SECONDS, max_calls=2000, rate_per_second=15)
             time.sleep(3)  # last scrapes after the traffic
-            yield Live(prom, sink, services, report, start, time.time())
+            yield Live(prom, sink, stack, report, start, time.time())
     finally:
         sink.stop()
 
@@ -214,23 +218,24 @@ ALLOY_LABEL_FIELDS = {"level", "service"}
 LEVELS = {"debug", "info", "warning", "error", "critical"}
 
 
-def _log_lines(path: Path) -> list[dict]:
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    assert lines, f"{path} is empty"
+def _log_lines(service: ServiceProcess) -> list[dict]:
+    """Every line the service wrote (stdout and stderr) as JSON objects."""
+    lines = [line for line in service.output_lines() if line.strip()]
+    assert lines, f"{service.log_path} is empty"
     docs = []
     for line in lines:
         try:
             doc = json.loads(line)
         except json.JSONDecodeError:
-            pytest.fail(f"{path.name}: not a JSON line: {line[:300]}")
+            pytest.fail(f"{service.log_path.name}: not a JSON line: {line[:300]}")
         assert isinstance(doc, dict), line
         docs.append(doc)
     return docs
 
 
-@pytest.mark.parametrize(("service", "attr"), [("adder", "adder_log"), ("accumulator", "accumulator_log")])
-def test_log_lines_are_json_with_alloy_label_fields(live, service, attr):
-    docs = _log_lines(getattr(live.services, attr))
+@pytest.mark.parametrize("service", ["adder", "accumulator"])
+def test_log_lines_are_json_with_alloy_label_fields(live, service):
+    docs = _log_lines(getattr(live.stack, service))
     for doc in docs:
         assert set(doc) >= ALLOY_LABEL_FIELDS, doc
         assert doc["service"] == service, doc
@@ -239,7 +244,7 @@ def test_log_lines_are_json_with_alloy_label_fields(live, service, attr):
 
 
 def test_adder_call_log_lines_carry_request_and_trace_ids(live):
-    docs = _log_lines(live.services.adder_log)
+    docs = _log_lines(live.stack.adder)
     request_id = live.report.traced_request_id
     mine = [d for d in docs if d.get("request_id") == request_id]
     assert mine, "no log line for the traced call"

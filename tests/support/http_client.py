@@ -17,6 +17,14 @@ def http_get(url: str, timeout: float = 10.0, method: str = "GET") -> tuple[int,
         return exc.code, exc.read()
 
 
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when GET `url` answers 200; False on any other status or when nothing answers."""
+    try:
+        return http_get(url, timeout)[0] == 200
+    except OSError:
+        return False
+
+
 def get_json(url: str, timeout: float = 10.0, method: str = "GET") -> tuple[int, Any]:
     """(status, parsed JSON body); a body that is not JSON comes back as text."""
     status, body = http_get(url, timeout, method)

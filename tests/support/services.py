@@ -12,30 +12,36 @@
     with sumflow_stack(broker.bootstrap, topic, tmp_path) as stack:   # both, stopped on exit
         stack.adder.add(...); stack.accumulator.wait_applied(n)
 
+    prom = CommandProcess("prometheus", [...], workdir, ready=lambda: http_ok(url))
+    prom.start()                      # any other program: same log, readiness wait and stop
+
 Ports are picked free up front and kept across restarts; each process's stdout/stderr is appended
-to `<workdir>/<name>.log` (one `===== start` banner per start) for debugging failed runs.
+to `<workdir>/<name>.log` (one `===== start` banner per start) for debugging failed runs;
+`output_lines()` is what the process itself wrote (the banners left out).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support.broker import free_port, kraft, unique_topic
 from tests.support.grpc_client import AdderClient, health_status
-from tests.support.http_client import get_json, http_get
+from tests.support.http_client import get_json, http_get, http_ok
 
 BIN_DIR = Path(sys.executable).parent
 ADDER_BIN = BIN_DIR / "sumflow-adder"
 ACCUMULATOR_BIN = BIN_DIR / "sumflow-accumulator"
+START_BANNER = re.compile(r"===== start \d\d:\d\d:\d\d =====")
 
 
 class ServiceError(AssertionError):
@@ -48,13 +54,17 @@ class ServiceProcess:
     name = "service"
     binary: Path = Path()
 
-    def __init__(self, env: Mapping[str, str], workdir: Path) -> None:
+    def __init__(self, env: Mapping[str, str], workdir: Path, cwd: Path | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, **env}
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / f"{self.name}.log"
         self.starts = 0
+
+    def command(self) -> list[str]:
+        return [str(self.binary)]
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 60.0, wait: bool = True) -> None:
@@ -65,8 +75,9 @@ class ServiceProcess:
             log.write(f"===== start {time.strftime('%H:%M:%S')} =====\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [*kraft.die_with_parent_prefix(), str(self.binary)],
+                [*kraft.die_with_parent_prefix(), *self.command()],
                 env=self.env,
+                cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -134,6 +145,46 @@ class ServiceProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return f"(no log at {self.log_path})"
+
+    def output_lines(self) -> list[str]:
+        """Every line the process wrote to stdout/stderr over all its starts, without the banners."""
+        text = self.log_path.read_text(errors="replace")
+        return [line for line in text.splitlines() if not START_BANNER.fullmatch(line)]
+
+
+class CommandProcess(ServiceProcess):
+    """Any other program (Prometheus, node_exporter, a baseline server) with a readiness predicate."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        workdir: Path,
+        ready: Callable[[], bool],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = [str(arg) for arg in argv]
+        self._ready = ready
+        super().__init__(env or {}, workdir, cwd)
+
+    def command(self) -> list[str]:
+        return self.argv
+
+    def ready(self) -> bool:
+        return self._ready()
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 60.0) -> Iterator[CommandProcess]:
+        """Started and ready inside the block; SIGTERM (then SIGKILL) on the way out."""
+        try:
+            self.start(timeout)
+            yield self
+        finally:
+            with contextlib.suppress(ServiceError):
+                self.stop()
+            self.kill()
 
 
 class AdderProcess(ServiceProcess):
@@ -216,10 +267,7 @@ class AccumulatorProcess(ServiceProcess):
         return Path(self.env["SUMFLOW_STATE_DIR"])
 
     def ready(self) -> bool:
-        try:
-            return http_get(f"{self.base_url}/readyz", timeout=2.0)[0] == 200
-        except OSError:
-            return False
+        return http_ok(f"{self.base_url}/readyz")
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, Any]:
         return get_json(f"{self.base_url}{path}", timeout=timeout)
@@ -292,6 +340,7 @@ def sumflow_stack(
 __all__ = [
     "AccumulatorProcess",
     "AdderProcess",
+    "CommandProcess",
     "ServiceError",
     "SumflowStack",
     "sumflow_stack",
