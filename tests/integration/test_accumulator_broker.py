@@ -5,7 +5,6 @@ Events are produced with kafka-python exactly as the adder writes them; the tota
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 import uuid
@@ -24,19 +23,8 @@ from opentelemetry.trace import SpanKind
 from sumflow.bootstrap_accumulator import Accumulator, build
 from sumflow.config import load_accumulator_config
 from sumflow.observability.tracing import kafka_headers, setup_tracing
-
-
-def event_value(request_id: str, first: int, second: int, result: int | None = None) -> bytes:
-    return orjson.dumps(
-        {
-            "v": 1,
-            "request_id": request_id,
-            "first_number": first,
-            "second_number": second,
-            "result": first + second if result is None else result,
-            "produced_at_ms": int(time.time() * 1000),
-        }
-    )
+from tests.support.event_records import event_value
+from tests.support.http_client import http_get
 
 
 class Env:
@@ -76,13 +64,7 @@ class Env:
 
     def get(self, path: str) -> tuple[int, bytes]:
         assert self.running is not None
-        conn = http.client.HTTPConnection("127.0.0.1", self.running.http_port, timeout=10)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        return http_get(f"http://127.0.0.1:{self.running.http_port}{path}")
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

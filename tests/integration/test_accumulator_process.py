@@ -3,7 +3,6 @@ config errors, readiness, SIGTERM, refusal of a corrupt state, and the `rebuild`
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -13,24 +12,13 @@ import time
 import uuid
 from pathlib import Path
 
-import orjson
 import pytest
 from kafka import KafkaProducer
 
+from tests.support.event_records import event_value
+from tests.support.http_client import http_get
+
 SCRIPT = str(Path(sys.executable).parent / "sumflow-accumulator")  # the venv's console script
-
-
-def event_value(request_id: str, first: int, second: int) -> bytes:
-    return orjson.dumps(
-        {
-            "v": 1,
-            "request_id": request_id,
-            "first_number": first,
-            "second_number": second,
-            "result": first + second,
-            "produced_at_ms": int(time.time() * 1000),
-        }
-    )
 
 
 class Proc:
@@ -56,13 +44,7 @@ class Proc:
         raise AssertionError("no 'accumulator started' log line")
 
     def get(self, path: str) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        return http_get(f"http://127.0.0.1:{self.port}{path}")
 
     def wait_ready(self) -> float:
         deadline = time.monotonic() + 60

@@ -6,6 +6,7 @@ Kafka is replaced here by an in-memory partitioned log that honours seek/poll li
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -26,6 +27,7 @@ from sumflow.bootstrap_accumulator import audit_dir, open_state
 from sumflow.config import load_accumulator_config
 from sumflow.domain.ledger import Record
 from sumflow.observability.metrics import AccumulatorMetrics
+from tests.support.event_records import event_value
 
 
 class MemoryLog:
@@ -92,17 +94,8 @@ class MemoryDlq:
         pass
 
 
-def event(request_id: str, first: int, second: int, produced_at_ms: int = 1_700_000_000_000) -> bytes:
-    return orjson.dumps(
-        {
-            "v": 1,
-            "request_id": request_id,
-            "first_number": first,
-            "second_number": second,
-            "result": first + second,
-            "produced_at_ms": produced_at_ms,
-        }
-    )
+# Fixed production time: these tests never depend on the wall clock.
+event = functools.partial(event_value, produced_at_ms=1_700_000_000_000)
 
 
 def make_consumer(state_dir: Path, source, dlq, *, env: dict[str, str] | None = None):
