@@ -7,8 +7,8 @@ import time
 
 from tests.support.chaos import FaultStream, audit_counts, judge, plan_requests, report, run_with_faults
 
-# (requests, kills): the long run, and ~6% of it for every `make test`
-SIZES = {"short": (6_000, 8), "long": (100_000, 100)}
+# (requests, kills): the long run, and 5-6% of it for every `make test`
+SIZES = {"short": (5_000, 6), "long": (100_000, 100)}
 
 
 def test_accumulator_sigkills_lose_nothing_and_count_nothing_twice(size, kafka_broker, deploy):

@@ -39,7 +39,7 @@ DOCUMENTED = {
 # The contract: 32 hex digits, hyphens allowed (any case), at most 36 characters.
 UUID_FORM = re.compile(r"[0-9a-fA-F]{32}")
 FUZZ_SETTINGS = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,

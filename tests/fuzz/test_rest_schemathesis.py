@@ -48,7 +48,7 @@ def operations(accumulator: AccumulatorProcess) -> list:
 
 
 # schemathesis' own pytest plugin does not work under pytest 9: draw its cases through hypothesis
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(data=st.data())
 def test_no_5xx_and_every_response_matches_the_document(operations, data):
     operation = data.draw(st.sampled_from(operations))
