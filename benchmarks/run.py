@@ -33,6 +33,7 @@ from benchmarks.loadtools import LoadResult, ghz_binary, run_ghz, run_wrk, wrk_b
 from benchmarks.procstats import RssSampler, max_process_rss_mib
 from benchmarks.services import REPO, Service, accumulator_env, adder_env, free_port, get_total
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
+from tests.support.services import CommandProcess
 
 RESULTS = REPO / "benchmarks" / "results"
 CONCURRENCY = (16, 64, 256)
@@ -78,44 +79,33 @@ class Broker:
         return name
 
 
+def grpc_answers(target: str) -> bool:
+    """One AddNumbers call succeeds (a fresh id each time)."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            sum_pb2_grpc.SumServiceStub(channel).AddNumbers(
+                sum_pb2.AddNumbersRequest(request_id=str(uuid.uuid4()), first_number=1, second_number=2), timeout=5
+            )
+        except grpc.RpcError:
+            return False
+    return True
+
+
 def wait_grpc(target: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        stub = sum_pb2_grpc.SumServiceStub(channel)
-        while True:
-            try:
-                stub.AddNumbers(
-                    sum_pb2.AddNumbersRequest(request_id=str(uuid.uuid4()), first_number=1, second_number=2), timeout=5
-                )
-                return
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    while not grpc_answers(target):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{target} answered no AddNumbers call in {timeout}s")
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
 def bare_server(processes: int, run_dir: Path) -> Iterator[str]:
-    port = free_port()
-    target = f"127.0.0.1:{port}"
-    log_file = (run_dir / f"bare-{processes}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bare_adder", "--listen", target, "--processes", str(processes)],
-        cwd=REPO,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_grpc(target)
+    target = f"127.0.0.1:{free_port()}"
+    argv = [sys.executable, "-m", "benchmarks.bare_adder", "--listen", target, "--processes", str(processes)]
+    server = CommandProcess(f"bare-{processes}", argv, run_dir, ready=lambda: grpc_answers(target), cwd=REPO)
+    with server.running(timeout=30):
         yield target
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log_file.close()
 
 
 def ladder(target: str, duration: float, processes: int, pid: int | None = None) -> dict[str, Any]:

@@ -1,69 +1,60 @@
-"""Start the real sumflow services for a benchmark, timing start -> READY=1 (sd_notify)."""
+"""Start the real sumflow services for a benchmark, timing start -> READY=1 (sd_notify).
+
+The process handling (spawn, log file, SIGTERM/SIGKILL) is the test harness's ServiceProcess
+(tests/support/services.py); a benchmark adds a notify socket and timings.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 from benchmarks.procstats import tree_pids
+from tests.support.broker import free_port
+from tests.support.http_client import get_json
+from tests.support.services import ServiceError, ServiceProcess
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 # Extra environment for every service a benchmark starts (run.py --service-env KEY=VALUE).
 EXTRA_ENV: dict[str, str] = {}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["REPO", "Service", "accumulator_env", "adder_env", "free_port", "get_total"]
 
 
-class Service:
+class Service(ServiceProcess):
     """One console-script process (`sumflow-adder` / `sumflow-accumulator`) with its own notify socket."""
 
     def __init__(self, script: str, env: dict[str, str], workdir: Path) -> None:
-        self.script = script
-        self.env = env
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.name = script
+        self.binary = VENV_BIN / script
+        super().__init__(env, workdir)
         self.ready_s: float | None = None
         self.stop_s: float | None = None  # SIGTERM -> exit
         self.stop_killed = False  # had to SIGKILL after the timeout
         self._notify: socket.socket | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 30.0) -> float:
+    def start(self, timeout: float = 30.0, wait: bool = True) -> float:  # type: ignore[override]
         """Start and wait for READY=1; returns seconds from spawn to READY=1."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        notify_path = self.workdir / f"{self.script}.notify"
+        notify_path = self.workdir / f"{self.name}.notify"
         notify_path.unlink(missing_ok=True)
         # Like systemd, keep the notify socket open for the service's life (it also sends STOPPING=1).
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._notify.bind(str(notify_path))
-        log = (self.workdir / f"{self.script}.log").open("ab")
-        env = {**os.environ, **self.env, "NOTIFY_SOCKET": str(notify_path)}
+        self.env["NOTIFY_SOCKET"] = str(notify_path)
         started = time.monotonic()
-        self.proc = subprocess.Popen([str(VENV_BIN / self.script)], env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        super().start(timeout, wait=False)
         deadline = started + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{self.script} sent no READY=1 in {timeout}s (log: {self.log_tail()})")
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.script} exited {self.proc.returncode}: {self.log_tail()}")
+                raise TimeoutError(f"{self.name} sent no READY=1 in {timeout}s (log: {self.log_tail(30)})")
+            if not self.is_alive():
+                raise RuntimeError(f"{self.name} exited {self.returncode}: {self.log_tail(30)}")
             self._notify.settimeout(min(remaining, 0.5))
             try:
                 message = self._notify.recv(4096).decode()
@@ -73,29 +64,25 @@ class Service:
                 self.ready_s = time.monotonic() - started
                 return self.ready_s
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = (self.workdir / f"{self.script}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+    def ready(self) -> bool:
+        return self.ready_s is not None and self.is_alive()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+    def stop(self, timeout: float = 30.0) -> None:  # type: ignore[override]
+        """SIGTERM, timed; after `timeout` SIGKILL to the whole process tree (stop_killed)."""
+        if not self.is_alive():
             self._close_notify()
             return
-        pids = tree_pids(self.proc.pid)
+        assert self.pid is not None
+        pids = tree_pids(self.pid)
         begin = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout)
+            super().stop(timeout)
             self.stop_s = round(time.monotonic() - begin, 2)
-        except subprocess.TimeoutExpired:
+        except ServiceError:
             self.stop_killed = True
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            self.proc.wait(10)
         finally:
             self._close_notify()
 
@@ -133,5 +120,7 @@ def accumulator_env(bootstrap: str, topic: str, port: int, state: Path) -> dict[
 
 
 def get_total(base_url: str, timeout: float = 5.0) -> dict[str, int]:
-    with urllib.request.urlopen(f"{base_url}/api/total", timeout=timeout) as resp:
-        return json.loads(resp.read())
+    status, body = get_json(f"{base_url}/api/total", timeout=timeout)
+    if status != 200:
+        raise RuntimeError(f"GET /api/total -> {status} {body!r}")
+    return body
