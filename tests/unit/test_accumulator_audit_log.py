@@ -9,6 +9,7 @@ from sumflow.adapters.audit_log import (
     AuditLog,
     AuditPosition,
     audit_line,
+    audit_lines,
     list_segments,
     read_audit,
 )
@@ -60,3 +61,18 @@ def test_recover_refuses_an_audit_shorter_than_committed(tmp_path):
     path.write_bytes(path.read_bytes()[:10])
     with pytest.raises(AuditInconsistent, match=r"audit-000001\.jsonl holds 10 bytes"):
         AuditLog(tmp_path, max_bytes=1 << 20, keep_files=5).recover(position)
+
+
+def test_batch_lines_are_the_same_json_as_single_lines():
+    applied = [
+        ("00000000-0000-4000-8000-000000000001", 1, -2, -1, 1_700_000_000_123, 0, 5),
+        ("00000000-0000-4000-8000-000000000002", 2**62, 2**62, 2**63, 0, 2, 9),
+        ('odd"id\\', 0, 0, 0, 0, 1, 1),  # not canonical: rendered (escaped) by audit_line
+    ]
+    for now in (1.0, 1_700_000_000.123456, 1e-7):
+        expected = b"".join(
+            audit_line(r, f, s, t, partition=p, offset=o, produced_at_ms=pm, applied_at=now)
+            for r, f, s, t, pm, p, o in applied
+        )
+        assert audit_lines(applied, now) == expected
+    assert audit_lines([], 1.0) == b""

@@ -1,9 +1,11 @@
+import json
+import re
 import uuid
 
 import orjson
 import pytest
 
-from sumflow.domain.events import InvalidEvent, decode_event, encode_event
+from sumflow.domain.events import InvalidEvent, decode_event, decode_fields, encode_event
 from sumflow.domain.summation import INT64_MAX, validate_add
 
 
@@ -64,3 +66,47 @@ def test_upper_case_id_is_canonicalised():
 def test_invalid_events_name_the_reason(raw, reason):
     with pytest.raises(InvalidEvent, match=reason):
         decode_event(raw)
+
+
+_FAST_PATH_CASES = [
+    _doc(),
+    _doc(request_id=str(uuid.uuid4()).upper()),
+    _doc(request_id=str(uuid.uuid4()).replace("-", "")),
+    _doc(request_id="not-a-uuid"),
+    _doc(request_id=7),
+    _doc(first_number=True, second_number=6, result=7),
+    _doc(first_number=3.0),
+    _doc(result=8),
+    _doc(first_number=INT64_MAX + 1, second_number=-INT64_MAX - 1, result=0),
+    _doc(produced_at_ms=INT64_MAX + 1),
+    _doc(v=2),
+    _doc(v=True),
+    {k: v for k, v in _doc().items() if k != "v"},
+    {k: v for k, v in _doc().items() if k != "second_number"},
+    {**_doc(), "extra": [1, 2]},
+]
+
+
+@pytest.mark.parametrize("doc", _FAST_PATH_CASES)
+def test_decode_fields_agrees_with_decode_event(doc):
+    raw = _dumps(doc)
+    try:
+        ev = decode_event(raw)
+    except InvalidEvent as exc:
+        with pytest.raises(InvalidEvent, match=f"^{re.escape(str(exc))}$"):
+            decode_fields(raw)
+    else:
+        assert decode_fields(raw) == (ev.request_id, ev.first_number, ev.second_number, ev.result, ev.produced_at_ms)
+
+
+@pytest.mark.parametrize("raw", [None, b"", b"garbage", b"[1]", b"x" * (64 * 1024 + 1)])
+def test_decode_fields_rejects_what_decode_event_rejects(raw):
+    with pytest.raises(InvalidEvent) as expected:
+        decode_event(raw)
+    with pytest.raises(InvalidEvent, match=f"^{re.escape(str(expected.value))}$"):
+        decode_fields(raw)
+
+
+def _dumps(doc) -> bytes:
+    # the stdlib writes ints beyond 64 bits that orjson refuses to encode
+    return json.dumps(doc).encode()

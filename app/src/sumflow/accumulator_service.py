@@ -25,7 +25,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from prometheus_client import Histogram
 
-from sumflow.adapters.audit_log import AuditLog, AuditPosition, audit_line
+from sumflow.adapters.audit_log import AuditLog, AuditPosition, audit_lines
 from sumflow.adapters.ledger_store import LedgerStore
 from sumflow.adapters.total_file import write_total_file
 from sumflow.domain.ledger import BatchOutcome, LedgerState, Record, apply_batch
@@ -222,38 +222,13 @@ class LedgerConsumer:
                     span.end()
                 raise
         base = self.state.applied
-        rows = []
-        lines = []
-        for i, item in enumerate(outcome.applied, start=1):
-            ev = item.event
-            rows.append(
-                (
-                    base + i,
-                    ev.request_id,
-                    ev.first_number,
-                    ev.second_number,
-                    ev.result,
-                    item.partition,
-                    item.offset,
-                    now,
-                    ev.produced_at_ms,
-                )
-            )
-            lines.append(
-                audit_line(
-                    ev.request_id,
-                    ev.first_number,
-                    ev.second_number,
-                    ev.result,
-                    partition=item.partition,
-                    offset=item.offset,
-                    produced_at_ms=ev.produced_at_ms,
-                    applied_at=now,
-                )
-            )
+        applied = outcome.applied
+        # (seq, request_id, first, second, result, partition, offset, applied_at, produced_at_ms)
+        rows = [(base + i, a[0], a[1], a[2], a[3], a[5], a[6], now, a[4]) for i, a in enumerate(applied, start=1)]
+        lines = audit_lines(applied, now)
         commit_span = self._start_commit_span(spans, len(rows)) if spans else None
         try:
-            position = self.audit.append(lines)
+            position = self.audit.append([lines])
             self.store.commit_batch(new_state, rows, position, now)
         except BaseException as exc:
             self._commit_failed = True
@@ -287,7 +262,7 @@ class LedgerConsumer:
         if outcome.applied:
             m.events_applied.inc(len(outcome.applied))
             now_ms = now * 1000
-            latencies = [max(0.0, (now_ms - item.event.produced_at_ms) / 1000) for item in outcome.applied]
+            latencies = [max(0.0, (now_ms - item[4]) / 1000) for item in outcome.applied]
             slowest_at = max(range(len(latencies)), key=latencies.__getitem__)
             slowest = outcome.applied[slowest_at]
             observe_many(m.end_to_end_latency, latencies[:slowest_at] + latencies[slowest_at + 1 :])
@@ -302,7 +277,7 @@ class LedgerConsumer:
             m.duplicates_dropped.inc(len(outcome.duplicates))
             log.info(
                 "duplicate request ids dropped",
-                extra={"count": len(outcome.duplicates), "request_id": outcome.duplicates[0].event.request_id},
+                extra={"count": len(outcome.duplicates), "request_id": outcome.duplicates[0].request_id},
             )
         for item in outcome.rejected:
             m.dlq_events.labels(reason_label(item.reason)).inc()
@@ -367,8 +342,8 @@ class LedgerConsumer:
         assert self.tracer is not None
         by_position = {(r.partition, r.offset): r for r in records}
         spans = []
-        kinds = [("applied", a.partition, a.offset, a.event.request_id, a.event.result) for a in outcome.applied]
-        kinds += [("duplicate", a.partition, a.offset, a.event.request_id, a.event.result) for a in outcome.duplicates]
+        kinds = [("applied", a.partition, a.offset, a.request_id, a.result) for a in outcome.applied]
+        kinds += [("duplicate", a.partition, a.offset, a.request_id, a.result) for a in outcome.duplicates]
         kinds += [("rejected", r.record.partition, r.record.offset, None, None) for r in outcome.rejected]
         for kind, partition, offset, request_id, result in kinds:
             record = by_position.get((partition, offset))

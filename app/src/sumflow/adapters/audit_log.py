@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import orjson
 from sumflow.adapters.total_file import fsync_dir
 
 _SEGMENT = re.compile(r"^audit-(\d{6,})\.jsonl$")
+_PLAIN_ID = re.compile(r"[0-9a-f-]{36}").fullmatch
 
 
 class AuditInconsistent(RuntimeError):
@@ -157,3 +158,34 @@ def audit_line(
         )
         + b"\n"
     )
+
+
+def audit_lines(applied: Sequence[Sequence[Any]], applied_at: float) -> bytes:
+    """The audit lines of a batch in one string: the same JSON objects as audit_line, one a line.
+
+    `applied` items are (request_id, first, second, result, produced_at_ms, partition, offset) with
+    a canonical request id (hex digits and hyphens: nothing to escape); anything else is rendered
+    by audit_line.
+    """
+    at = orjson.dumps(applied_at).decode()
+    parts = []
+    for rid, first, second, result, produced, partition, offset in applied:
+        if _PLAIN_ID(rid) is None:
+            parts.append(
+                audit_line(
+                    rid,
+                    first,
+                    second,
+                    result,
+                    partition=partition,
+                    offset=offset,
+                    produced_at_ms=produced,
+                    applied_at=applied_at,
+                ).decode()
+            )
+            continue
+        parts.append(
+            f'{{"request_id":"{rid}","first_number":{first},"second_number":{second},"result":{result},'
+            f'"partition":{partition},"offset":{offset},"produced_at_ms":{produced},"applied_at":{at}}}\n'
+        )
+    return "".join(parts).encode()

@@ -9,6 +9,7 @@ event invalid: it goes to the dead-letter topic with the reason and is never app
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -23,6 +24,7 @@ from sumflow.domain.summation import (
 
 EVENT_VERSION = 1
 MAX_EVENT_BYTES = 64 * 1024
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 
 
 class InvalidEvent(ValueError):
@@ -60,6 +62,45 @@ def _int_field(doc: dict[str, object], name: str) -> int:
     if not INT64_MIN <= value <= INT64_MAX:
         raise InvalidEvent(f"field {name} out of int64 range")
     return value
+
+
+EventFields = tuple[str, int, int, int, int]  # request_id, first, second, result, produced_at_ms
+
+
+def decode_fields(raw: bytes | None) -> EventFields:
+    """decode_event as a plain tuple: the consumer's hot path (no object per event).
+
+    The fast path accepts exactly what decode_event accepts when the id is already canonical and
+    every field is a plain int; anything else goes through decode_event for the reason.
+    """
+    if raw is not None and len(raw) <= MAX_EVENT_BYTES:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidEvent("value is not valid JSON") from None
+        if type(doc) is dict:
+            rid = doc.get("request_id")
+            first = doc.get("first_number")
+            second = doc.get("second_number")
+            result = doc.get("result")
+            produced = doc.get("produced_at_ms")
+            if (
+                type(rid) is str
+                and type(first) is int
+                and type(second) is int
+                and type(result) is int
+                and type(produced) is int
+                and doc.get("v", EVENT_VERSION) == EVENT_VERSION
+                and INT64_MIN <= first <= INT64_MAX
+                and INT64_MIN <= second <= INT64_MAX
+                and INT64_MIN <= result <= INT64_MAX
+                and INT64_MIN <= produced <= INT64_MAX
+                and first + second == result
+                and _CANONICAL_ID(rid) is not None
+            ):
+                return (rid, first, second, result, produced)
+    ev = decode_event(raw)
+    return (ev.request_id, ev.first_number, ev.second_number, ev.result, ev.produced_at_ms)
 
 
 def decode_event(raw: bytes | None) -> SummationEvent:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from sumflow.domain.events import InvalidEvent, SummationEvent, decode_event
+from sumflow.domain.events import InvalidEvent, decode_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +32,14 @@ class Record:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class AppliedEvent:
-    event: SummationEvent
+class AppliedEvent(NamedTuple):
+    """A decoded event and where it came from (a tuple: built without Python code per event)."""
+
+    request_id: str
+    first_number: int
+    second_number: int
+    result: int
+    produced_at_ms: int
     partition: int
     offset: int
 
@@ -59,33 +65,34 @@ def apply_batch(
     already_applied: Callable[[list[str]], set[str]],
 ) -> BatchOutcome:
     """Apply records in order. `already_applied(ids)` returns those ids inside the window."""
-    fresh: list[tuple[Record, SummationEvent | None, str | None]] = []
+    fresh: list[AppliedEvent] = []
+    rejected: list[Rejected] = []
     offsets = dict(state.next_offsets)
     redelivered = 0
+    new = tuple.__new__
     for record in records:
-        if record.offset < offsets.get(record.partition, 0):
+        partition = record.partition
+        offset = record.offset
+        if offset < offsets.get(partition, 0):
             redelivered += 1
             continue
-        offsets[record.partition] = record.offset + 1
+        offsets[partition] = offset + 1
         try:
-            fresh.append((record, decode_event(record.value), None))
+            fresh.append(new(AppliedEvent, (*decode_fields(record.value), partition, offset)))
         except InvalidEvent as exc:
-            fresh.append((record, None, str(exc)))
-    seen = already_applied([ev.request_id for _, ev, _ in fresh if ev is not None])
-    total, applied_count = state.total, state.applied
-    outcome = BatchOutcome(state)
-    outcome.redelivered = redelivered
-    for record, event, reason in fresh:
-        if event is None:
-            outcome.rejected.append(Rejected(record, reason or "invalid"))
+            rejected.append(Rejected(record, str(exc) or "invalid"))
+    seen = already_applied([ev[0] for ev in fresh])
+    outcome = BatchOutcome(state, redelivered=redelivered, rejected=rejected)
+    applied = outcome.applied
+    duplicates = outcome.duplicates
+    total = state.total
+    for ev in fresh:
+        rid = ev[0]
+        if rid in seen:
+            duplicates.append(ev)
             continue
-        item = AppliedEvent(event, record.partition, record.offset)
-        if event.request_id in seen:
-            outcome.duplicates.append(item)
-            continue
-        seen.add(event.request_id)
-        total += event.result
-        applied_count += 1
-        outcome.applied.append(item)
-    outcome.state = LedgerState(total, applied_count, offsets)
+        seen.add(rid)
+        total += ev[3]
+        applied.append(ev)
+    outcome.state = LedgerState(total, state.applied + len(applied), offsets)
     return outcome
