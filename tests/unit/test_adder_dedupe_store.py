@@ -158,3 +158,21 @@ def test_writes_after_close_are_refused(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(DedupeUnavailable):
         store.claim("5d2f8a3e-1b4c-4e6f-8a9b-0c1d2e3f4a5b", _pending("b"))
+
+
+def test_complete_later_calls_back_after_the_done_record_is_committed(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    record = _pending("a")
+    store.claim(RID, record)
+    seen: list[object] = []
+    called = threading.Event()
+
+    def then(error: DedupeUnavailable | None) -> None:
+        stored = store.get(RID)  # on the writer thread, after the commit
+        seen.append((error, stored.state if stored else None))
+        called.set()
+
+    store.complete_later(RID, record.done(), then)
+    assert called.wait(10)
+    assert seen == [(None, RecordState.DONE)]
+    store.close()

@@ -96,6 +96,24 @@ class DedupeStore:
 
         self._write(lambda cache: cache.set(request_id, value, expire=self.ttl_seconds))
 
+    def complete_later(
+        self, request_id: str, record: DedupeRecord, then: Callable[[DedupeUnavailable | None], None]
+    ) -> None:
+        """Like `complete` without waiting: `then(error_or_None)` runs on the writer thread after the commit.
+
+        The caller can answer its client at once: until the commit the id reads as pending with a
+        live owner, so a repeat waits for it rather than publishing again.
+        """
+        value = record.to_tuple()
+
+        def done(error: BaseException | None) -> None:
+            then(None if error is None else DedupeUnavailable(f"de-dupe store: {error}"))
+
+        try:
+            self._writer.submit(lambda cache: cache.set(request_id, value, expire=self.ttl_seconds), done)
+        except OSError as exc:
+            raise DedupeUnavailable(f"de-dupe store: {exc}") from exc
+
     def release(self, request_id: str, owner: str) -> bool:
         """Delete the pending record if `owner` still owns it (so a retry with the id can publish)."""
 
@@ -134,16 +152,27 @@ def _decode(raw: Any) -> DedupeRecord | None:
 
 
 class _Write:
-    """One queued write: the operation, then its result or error; `done` is a held lock (latch)."""
+    """One queued write: the operation, then its result or error.
 
-    __slots__ = ("done", "error", "op", "result")
+    A caller that waits holds `done` (a held lock as latch); a fire-and-forget write has `then`,
+    called on the writer thread after the commit with the error or None.
+    """
 
-    def __init__(self, op: Callable[[diskcache.Cache], Any]) -> None:
+    __slots__ = ("done", "error", "op", "result", "then")
+
+    def __init__(
+        self,
+        op: Callable[[diskcache.Cache], Any],
+        then: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
         self.op = op
+        self.then = then
         self.result: Any = None
         self.error: BaseException | None = None
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.done: threading.Lock | None = None
+        if then is None:
+            self.done = threading.Lock()
+            self.done.acquire()
 
 
 class _GroupCommitWriter:
@@ -161,6 +190,18 @@ class _GroupCommitWriter:
 
     def run(self, op: Callable[[diskcache.Cache], Any]) -> Any:
         write = _Write(op)
+        self._enqueue(write)
+        assert write.done is not None
+        write.done.acquire()
+        if write.error is not None:
+            raise write.error
+        return write.result
+
+    def submit(self, op: Callable[[diskcache.Cache], Any], then: Callable[[BaseException | None], None]) -> None:
+        """Queue `op` without waiting; `then(error_or_None)` runs on the writer thread once committed."""
+        self._enqueue(_Write(op, then))
+
+    def _enqueue(self, write: _Write) -> None:
         with self._cond:
             if self._stopping:
                 raise OSError("de-dupe store closed")
@@ -170,10 +211,6 @@ class _GroupCommitWriter:
             self._queue.append(write)
             if len(self._queue) == 1:
                 self._cond.notify()
-        write.done.acquire()
-        if write.error is not None:
-            raise write.error
-        return write.result
 
     def stop(self) -> None:
         with self._cond:
@@ -193,7 +230,14 @@ class _GroupCommitWriter:
                     return  # stopping, nothing left
             self._commit(batch)
             for write in batch:
-                write.done.release()
+                if write.done is not None:
+                    write.done.release()
+                    continue
+                assert write.then is not None
+                try:
+                    write.then(write.error)
+                except Exception:
+                    log.exception("de-dupe write callback failed")
             if time.monotonic() >= self._next_cull:
                 self._cull()
 

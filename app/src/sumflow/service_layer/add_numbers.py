@@ -95,19 +95,25 @@ class AddNumbersHandler:
         self._pid = os.getpid()
         self._owner_prefix = f"{self._pid}-{secrets.token_hex(4)}-"
         self._counter = itertools.count()
-        self._inflight: dict[str, _InFlight] = {}
-        self._inflight_lock = threading.Lock()
+        # Live calls of this process by owner token, registered before their claim is written so
+        # that a same-process repeat never mistakes a just-claimed record for a dead owner's.
+        self._live: dict[str, _InFlight] = {}
+        self._live_lock = threading.Lock()
 
     def add(self, cmd: AddCommand, deadline: float | None = None) -> AddResult:
         """Run one call; `deadline` is a time.monotonic() instant or None (no client deadline)."""
         give_up = deadline if deadline is not None else time.monotonic() + self._pending_timeout + self._publish_timeout
         request_id = cmd.request_id
         owner = self._owner_prefix + str(next(self._counter))
+        with self._live_lock:
+            self._live[owner] = _InFlight(owner, threading.Event())
+        handed_over = False  # True once _publish owns the outcome (and the _forget)
         try:
             for _ in range(_MAX_ROUNDS):
                 record = DedupeRecord.pending(cmd, owner, self._pid, self._clock())
                 if self._store.claim(request_id, record):
                     self._count("new")
+                    handed_over = True
                     return self._publish(cmd, record, deadline)
                 existing = self._store.get(request_id)
                 if existing is None:
@@ -131,19 +137,21 @@ class AddNumbersHandler:
                 if decision is Decision.TAKE_OVER:
                     if self._store.replace(request_id, existing, record):
                         self._count("takeover")
+                        handed_over = True
                         return self._publish(cmd, record, deadline)
                     continue
                 self._wait_for_change(request_id, existing, give_up, deadline)
         except DedupeUnavailable as exc:
             raise NotPublished(f"de-duplication store unavailable, retry with the same request_id: {exc}") from exc
+        finally:
+            if not handed_over:
+                self._forget(owner)
         raise NotPublished("request_id is contended, retry with the same request_id")
 
     # -- publishing -------------------------------------------------------------------------
 
     def _publish(self, cmd: AddCommand, record: DedupeRecord, deadline: float | None) -> AddResult:
         request_id = cmd.request_id
-        with self._inflight_lock:
-            self._inflight[request_id] = _InFlight(record.owner, threading.Event())
         outcome_owned = False  # True once the store outcome is settled or left to the delivery
         try:
             with self._publish_span(request_id) as span:
@@ -198,21 +206,26 @@ class AddNumbersHandler:
         )
 
     def _settle(self, request_id: str, record: DedupeRecord, error: PublishFailed | None) -> None:
-        """Record the outcome of a publish in the store and wake same-process waiters (once)."""
+        """Record the outcome of a publish in the store and wake same-process waiters (once).
+
+        An acknowledged event's done record is written without waiting (the reply goes out now):
+        until that commit the id stays pending with this live owner, so a repeat waits for it.
+        """
         try:
             if error is None:
-                self._store.complete(request_id, record.done())
-            else:
-                self._store.release(request_id, record.owner)
+                self._store.complete_later(request_id, record.done(), lambda _error: self._forget(record.owner))
+                return
+            self._store.release(request_id, record.owner)
         except DedupeUnavailable:
             pass  # the pending record stays; another call takes it over after the pending timeout
-        finally:
-            with self._inflight_lock:
-                current = self._inflight.get(request_id)
-                if current is not None and current.owner == record.owner:
-                    del self._inflight[request_id]
-            if current is not None:
-                current.settled.set()
+        self._forget(record.owner)
+
+    def _forget(self, owner: str) -> None:
+        """The call is over (the store has its outcome): drop it from the live calls, wake its waiters."""
+        with self._live_lock:
+            live = self._live.pop(owner, None)
+        if live is not None:
+            live.settled.set()
 
     def _observe_produce(self, seconds: float, span: trace.Span) -> None:
         assert self._metrics is not None
@@ -228,10 +241,9 @@ class AddNumbersHandler:
         if existing.state is not RecordState.PENDING:
             return True
         if existing.pid == self._pid:
-            with self._inflight_lock:
-                current = self._inflight.get(request_id)
             # Same pid but not one of our live calls: a previous process that had our pid.
-            return current is not None and current.owner == existing.owner
+            with self._live_lock:
+                return existing.owner in self._live
         try:
             os.kill(existing.pid, 0)
         except ProcessLookupError:
@@ -242,9 +254,9 @@ class AddNumbersHandler:
 
     def _wait_for_change(self, request_id: str, existing: DedupeRecord, give_up: float, deadline: float | None) -> None:
         """Block until the pending record changes (or is gone), or raise when time is up."""
-        with self._inflight_lock:
-            local = self._inflight.get(request_id)
-        if local is not None and local.owner == existing.owner:
+        with self._live_lock:
+            local = self._live.get(existing.owner)
+        if local is not None:
             remaining = give_up - time.monotonic()
             if remaining > 0 and local.settled.wait(remaining):
                 return
