@@ -173,7 +173,7 @@ def test_concurrent_calls_with_one_id_publish_once(adder: Adder) -> None:
     rid = str(uuid.uuid4())
     adder.publisher.delay = 0.2
     with ThreadPoolExecutor(max_workers=20) as pool:
-        replies = list(pool.map(lambda _: adder.add(rid, 3, 4), range(20)))
+        replies = list(pool.map(lambda _: adder.add(rid, 3, 4, timeout=60), range(20)))
     assert len(adder.publisher.sent) == 1
     assert all(r.result == 7 for r in replies)
     assert sorted(r.duplicate for r in replies) == [False] + [True] * 19
