@@ -3,11 +3,18 @@
 The consumer group id is used only to commit offsets after our own state commit, so that lag is
 visible to Kafka tools. Kafka's committed offsets are never read back: on start the accumulator
 seeks each partition to the next offset stored in its own state.
+
+The fetching consumer has NO group id: kafka-python (3.0) makes every poll of a consumer with a
+group id wait for the group coordinator first, even with manual assignment, and fetches nothing
+until it is found. After a broker restart (or the first use of `__consumer_offsets`) the coordinator
+takes seconds to load, so the service was ready but applied nothing. The group offsets are
+committed instead by GroupOffsetCommitter: its own consumer, in its own thread, latest offsets only.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 
@@ -35,7 +42,7 @@ class KafkaEventSource:
         self.partition_check_seconds = partition_check_seconds
         self._consumer = KafkaConsumer(
             bootstrap_servers=list(bootstrap),
-            group_id=group_id,
+            group_id=None,  # see the module docstring: the group is GroupOffsetCommitter's
             client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -48,6 +55,7 @@ class KafkaEventSource:
         )
         self._assigned: dict[int, TopicPartition] = {}
         self._last_check = 0.0
+        self._committer = GroupOffsetCommitter(bootstrap, topic, group_id, client_id=f"{client_id}-group")
 
     @property
     def partitions(self) -> list[int]:
@@ -116,22 +124,86 @@ class KafkaEventSource:
 
     def commit_group_offsets(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None:
         """Best effort: tell the group where we are (for lag tools); failures only log."""
-        offsets = {
-            self._assigned[p]: OffsetAndMetadata(o, "", -1) for p, o in next_offsets.items() if p in self._assigned
-        }
-        if not offsets:
-            return
-        try:
-            if wait:
-                self._consumer.commit(offsets, timeout_ms=5000)
-            else:
-                self._consumer.commit_async(offsets)
-        except Exception as exc:
-            log.warning("group offset commit failed", extra={"error": str(exc)})
+        offsets = {p: o for p, o in next_offsets.items() if p in self._assigned}
+        if offsets:
+            self._committer.submit(offsets, wait_s=5.0 if wait else 0.0)
 
     def end_offsets(self) -> dict[int, int]:
         ends = self._consumer.end_offsets(list(self._assigned.values()))
         return {tp.partition: offset for tp, offset in ends.items()}
 
     def close(self) -> None:
+        self._committer.close()
         self._consumer.close(autocommit=False)
+
+
+class GroupOffsetCommitter:
+    """Commits the latest submitted offsets to the consumer group from a thread of its own.
+
+    Its KafkaConsumer only commits (no assignment, no fetch). A slow or absent group coordinator
+    blocks this thread only; submissions in the meantime collapse into the newest one.
+    """
+
+    def __init__(self, bootstrap: tuple[str, ...], topic: str, group_id: str, *, client_id: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group_id = group_id
+        self.client_id = client_id
+        self._cond = threading.Condition()
+        self._pending: dict[int, int] | None = None
+        self._submitted = 0  # tickets: a waiting submit() returns once its offsets were tried
+        self._done = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="group-offsets", daemon=True)
+        self._thread.start()
+
+    def submit(self, offsets: Mapping[int, int], *, wait_s: float = 0.0) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._pending = dict(offsets)
+            self._submitted += 1
+            ticket = self._submitted
+            self._cond.notify_all()
+            if wait_s > 0:
+                self._cond.wait_for(lambda: self._done >= ticket or not self._thread.is_alive(), wait_s)
+
+    def close(self, timeout_s: float = 6.0) -> None:
+        """Commit what is pending (bounded by `timeout_s`), then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        consumer: KafkaConsumer | None = None
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._pending is not None or self._closed)
+                    offsets, self._pending = self._pending, None
+                    ticket = self._submitted
+                if offsets is None:
+                    return  # closed and nothing left to commit
+                try:
+                    if consumer is None:
+                        consumer = KafkaConsumer(
+                            bootstrap_servers=list(self.bootstrap),
+                            group_id=self.group_id,
+                            client_id=self.client_id,
+                            enable_auto_commit=False,
+                            request_timeout_ms=30000,
+                            reconnect_backoff_max_ms=2000,
+                        )
+                    consumer.commit(
+                        {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()},
+                        timeout_ms=5000,
+                    )
+                except Exception as exc:
+                    log.warning("group offset commit failed", extra={"error": str(exc)})
+                with self._cond:
+                    self._done = ticket
+                    self._cond.notify_all()
+        finally:
+            if consumer is not None:
+                consumer.close(autocommit=False)
