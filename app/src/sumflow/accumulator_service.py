@@ -43,7 +43,7 @@ GROUP_COMMIT_INTERVAL = 1.0
 # polling without waiting until CATCHUP_MAX_RECORDS or CATCHUP_MAX_SECONDS, and commit them as ONE
 # batch: fewer fsyncs and transactions per event. Still one atomic commit per batch.
 CATCHUP_THRESHOLD = 1000
-CATCHUP_MAX_RECORDS = 20000
+CATCHUP_MAX_RECORDS = 10000
 CATCHUP_MAX_SECONDS = 0.25
 
 

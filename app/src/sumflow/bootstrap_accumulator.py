@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 AUDIT_DIR_NAME = "audit"
 LOCK_FILE_NAME = "lock"
-GC_YOUNG_THRESHOLD = 20_000
+GC_YOUNG_THRESHOLD = 10_000
 RECOVERY_HINT = (
     "run `sumflow-accumulator rebuild` with the same environment to rebuild it from the audit log and the Kafka topic"
 )

@@ -47,8 +47,8 @@ class KafkaEventSource:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_poll_records,
-            max_partition_fetch_bytes=4 << 20,
-            fetch_max_bytes=16 << 20,
+            max_partition_fetch_bytes=1 << 20,  # ~5k events: bounded RSS (3 partitions)
+            fetch_max_bytes=4 << 20,
             metadata_max_age_ms=int(partition_check_seconds * 1000),
             request_timeout_ms=30000,
             reconnect_backoff_max_ms=2000,
