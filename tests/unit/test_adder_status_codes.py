@@ -23,7 +23,8 @@ from sumflow.adapters.event_publisher import Delivery
 from sumflow.domain.events import decode_event
 from sumflow.domain.idempotency import DedupeRecord
 from sumflow.domain.summation import AddCommand
-from sumflow.entrypoints.adder_server import SumServicer, build_grpc_server
+from sumflow.entrypoints.adder_aio_server import AioGrpcServer, AioSumServicer
+from sumflow.entrypoints.adder_server import GrpcServer, SumServicer, build_grpc_server
 from sumflow.observability.metrics import AdderMetrics
 from sumflow.service_layer.add_numbers import AddNumbersHandler
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
@@ -75,8 +76,8 @@ class Adder:
         return self.registry.get_sample_value(name, labels) or 0.0
 
 
-@pytest.fixture
-def adder(tmp_path: Path) -> Iterator[Adder]:
+@pytest.fixture(params=["sync", "aio"])
+def adder(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Adder]:
     store = DedupeStore(tmp_path / "dedupe", ttl_seconds=3600, size_limit_bytes=1 << 22)
     publisher = ScriptedPublisher()
     registry = CollectorRegistry()
@@ -89,14 +90,20 @@ def adder(tmp_path: Path) -> Iterator[Adder]:
         pending_timeout_seconds=30.0,
         metrics=metrics,
     )
-    server = build_grpc_server(
-        SumServicer(handler, metrics=metrics), listen="127.0.0.1:0", workers=16, reuse_port=False
-    )
-    server.server.start()
+    server: GrpcServer | AioGrpcServer
+    if request.param == "aio":
+        server = AioGrpcServer(
+            AioSumServicer(handler, metrics=metrics), listen="127.0.0.1:0", workers=16, reuse_port=False
+        )
+    else:
+        server = build_grpc_server(
+            SumServicer(handler, metrics=metrics), listen="127.0.0.1:0", workers=16, reuse_port=False
+        )
+    server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     yield Adder(sum_pb2_grpc.SumServiceStub(channel), publisher, store, registry)
     channel.close()
-    server.server.stop(0).wait()
+    server.stop(0)
     for delivery in publisher.held:
         delivery._acked(None)
     store.close()

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from sumflow.adapters.dedupe_store import DedupeStore
 from sumflow.adapters.event_publisher import EventPublisher, ProducerSettings
 from sumflow.config import AdderConfig, split_listen
+from sumflow.entrypoints.adder_aio_server import AioGrpcServer, AioSumServicer
 from sumflow.entrypoints.adder_server import GrpcServer, SumServicer, build_grpc_server
 from sumflow.observability.metrics import AdderMetrics, new_registry
 from sumflow.observability.tracing import setup_tracing, shutdown_tracing
@@ -32,7 +33,7 @@ class AdderApp:
     cfg: AdderConfig
     store: DedupeStore
     publisher: EventPublisher
-    grpc: GrpcServer
+    grpc: GrpcServer | AioGrpcServer
     handler: AddNumbersHandler
     registry: CollectorRegistry
     metrics_server: Any = None
@@ -44,7 +45,7 @@ class AdderApp:
         return self.grpc.port
 
     def start(self) -> None:
-        self.grpc.server.start()
+        self.grpc.start()
         self.grpc.set_serving(True)
         log.info(
             "adder serving",
@@ -53,6 +54,7 @@ class AdderApp:
                 "metrics_port": self.metrics_port,
                 "pid": os.getpid(),
                 "topic": self.cfg.common.topic,
+                "server": self.cfg.server_kind,
             },
         )
 
@@ -63,7 +65,7 @@ class AdderApp:
         self._stopped = True
         grace = self.cfg.publish_timeout_seconds + 1.0 if grace_seconds is None else grace_seconds
         self.grpc.set_serving(False)
-        self.grpc.server.stop(grace).wait(grace + 1.0)
+        self.grpc.stop(grace)
         self.publisher.close(timeout_seconds=min(grace, 10.0))
         self.store.close()
         if self.metrics_server is not None:
@@ -118,13 +120,20 @@ def build_adder(
         metrics=metrics,
         tracer=tracer if tracing_on else None,
     )
-    servicer = SumServicer(
+    servicer_kind = AioSumServicer if cfg.server_kind == "aio" else SumServicer
+    servicer = servicer_kind(
         handler, metrics=metrics, tracer=tracer if tracing_on else None, extract_trace_context=tracing_on
     )
     try:
-        grpc_server = build_grpc_server(
-            servicer, listen=cfg.grpc_listen, workers=cfg.grpc_workers, reuse_port=cfg.processes > 1
-        )
+        grpc_server: GrpcServer | AioGrpcServer
+        if isinstance(servicer, AioSumServicer):
+            grpc_server = AioGrpcServer(
+                servicer, listen=cfg.grpc_listen, workers=cfg.grpc_workers, reuse_port=cfg.processes > 1
+            )
+        else:
+            grpc_server = build_grpc_server(
+                servicer, listen=cfg.grpc_listen, workers=cfg.grpc_workers, reuse_port=cfg.processes > 1
+            )
         metrics_server = None
         metrics_port = None
         if serve_metrics:

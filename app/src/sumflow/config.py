@@ -41,6 +41,7 @@ class AdderConfig:
     producer_retries: int
     producer_linger_ms: int
     pending_timeout_seconds: float  # a pending de-dupe record older than this may be taken over
+    server_kind: str = "sync"  # SUMFLOW_ADDER_SERVER: "sync" (thread pool) or "aio" (grpc.aio event loop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,12 @@ class _Env:
             raise ConfigError(f"{name}={raw!r}: expected a number") from None
         if not minimum <= value <= maximum:
             raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.str(name, default)
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
         return value
 
     def listen(self, name: str, default: str) -> str:
@@ -156,6 +163,7 @@ def load_adder_config(environ: Mapping[str, str] | None = None) -> AdderConfig:
         producer_retries=env.int("SUMFLOW_PRODUCER_RETRIES", 5, 0, 100),
         producer_linger_ms=env.int("SUMFLOW_PRODUCER_LINGER_MS", 1, 0, 1000),
         pending_timeout_seconds=env.float("SUMFLOW_PENDING_TIMEOUT_SECONDS", 30.0, 1.0, 3600.0),
+        server_kind=env.choice("SUMFLOW_ADDER_SERVER", "sync", ("sync", "aio")),
     )
 
 

@@ -71,6 +71,31 @@ class DedupeStore:
         value = record.to_tuple()
         return bool(self._write(lambda cache: cache.add(request_id, value, expire=self.ttl_seconds)))
 
+    def claim_later(
+        self, request_id: str, record: DedupeRecord, then: Callable[[bool, DedupeUnavailable | None], None]
+    ) -> None:
+        """Like `claim` without blocking: `then(claimed, error_or_None)` runs on the writer thread after the commit.
+
+        For the asyncio servicer, whose event loop must not wait on the writer's latch.
+        """
+        value = record.to_tuple()
+        claimed: list[bool] = []
+
+        def op(cache: diskcache.Cache) -> bool:
+            claimed.append(bool(cache.add(request_id, value, expire=self.ttl_seconds)))
+            return claimed[-1]
+
+        def done(error: BaseException | None) -> None:
+            if error is not None or not claimed:
+                then(False, DedupeUnavailable(f"de-dupe store: {error}"))
+            else:
+                then(claimed[-1], None)
+
+        try:
+            self._writer.submit(op, done)
+        except OSError as exc:
+            raise DedupeUnavailable(f"de-dupe store: {exc}") from exc
+
     def get(self, request_id: str) -> DedupeRecord | None:
         try:
             raw = self._cache.get(request_id, retry=True)

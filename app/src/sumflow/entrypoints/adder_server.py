@@ -25,6 +25,7 @@ from sumflow.domain.summation import InvalidRequest, SumOutOfRange, validate_add
 from sumflow.observability.metrics import AdderMetrics
 from sumflow.service_layer.add_numbers import (
     AddNumbersHandler,
+    AddResult,
     Conflict,
     DeadlineReached,
     NotPublished,
@@ -70,20 +71,37 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
         self, request: sum_pb2.AddNumbersRequest, context: grpc.ServicerContext
     ) -> sum_pb2.AddNumbersResponse:
         if request is UNDECODABLE:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the message is not a valid sumflow.v1.AddNumbersRequest")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, _UNDECODABLE_DETAILS)
+        started, deadline, parent = self._begin(context)
+        with self._server_span(parent) as span:
+            try:
+                cmd = validate_add(request.request_id, request.first_number, request.second_number)
+                answer = self._handler.add(cmd, deadline)
+            except Exception as exc:
+                reply = self._refused(request, exc, span)
+            else:
+                reply = self._answered(answer, span)
+            self._finish(context, request, reply, span, started)
+        return reply[0]
+
+    def _begin(self, context: Any) -> tuple[float, float | None, Context | None]:
+        """Start time, the client's deadline (time.monotonic()) and the incoming trace context."""
         started = time.perf_counter()
         remaining = context.time_remaining()
         deadline = None if remaining is None or remaining > _NO_DEADLINE else time.monotonic() + remaining
         parent = propagate.extract(dict(context.invocation_metadata())) if self._extract else None
         if self._metrics is not None:
             self._metrics.in_flight.inc()
-        with self._server_span(parent) as span:
-            response, code, details, outcome = self._answer(request, deadline, span)
-            if code is not grpc.StatusCode.OK:
-                context.set_code(code)
-                context.set_details(details)
-            self._record(span, response.request_id or request.request_id, code, outcome, started)
-        return response
+        return started, deadline, parent
+
+    def _finish(
+        self, context: Any, request: sum_pb2.AddNumbersRequest, reply: _Reply, span: trace.Span, started: float
+    ) -> None:
+        response, code, details, outcome = reply
+        if code is not grpc.StatusCode.OK:
+            context.set_code(code)
+            context.set_details(details)
+        self._record(span, response.request_id or request.request_id, code, outcome, started)
 
     def _server_span(self, parent: Context | None) -> AbstractContextManager[trace.Span]:
         if self._tracer is None:
@@ -95,21 +113,18 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
             attributes={"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": "AddNumbers"},
         )
 
-    def _answer(
-        self, request: sum_pb2.AddNumbersRequest, deadline: float | None, span: trace.Span
-    ) -> tuple[sum_pb2.AddNumbersResponse, grpc.StatusCode, str, str]:
-        """Run the call; return the response, status code, details and a log outcome."""
-        try:
-            cmd = validate_add(request.request_id, request.first_number, request.second_number)
-            answer = self._handler.add(cmd, deadline)
-        except _REFUSALS as exc:
-            code, outcome = _REFUSALS_BY_TYPE[type(exc)]
-            if span.is_recording():
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-            return sum_pb2.AddNumbersResponse(), code, str(exc), outcome
-        except Exception:
-            log.exception("AddNumbers failed", extra={"request_id": request.request_id})
+    def _refused(self, request: sum_pb2.AddNumbersRequest, exc: Exception, span: trace.Span) -> _Reply:
+        """The response, status code, details and log outcome of a refused (or failed) call."""
+        refusal = _REFUSALS_BY_TYPE.get(type(exc))
+        if refusal is None:
+            log.error("AddNumbers failed", exc_info=exc, extra={"request_id": request.request_id})
             return sum_pb2.AddNumbersResponse(), grpc.StatusCode.INTERNAL, "internal error (logged)", "error"
+        code, outcome = refusal
+        if span.is_recording():
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+        return sum_pb2.AddNumbersResponse(), code, str(exc), outcome
+
+    def _answered(self, answer: AddResult, span: trace.Span) -> _Reply:
         if span.is_recording():
             span.set_attributes({"result": answer.result, "duplicate": answer.duplicate})
         response = sum_pb2.AddNumbersResponse(
@@ -150,7 +165,8 @@ _REFUSALS_BY_TYPE: dict[type[Exception], tuple[grpc.StatusCode, str]] = {
     DeadlineReached: (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"),
     NotPublished: (grpc.StatusCode.UNAVAILABLE, "unavailable"),
 }
-_REFUSALS = tuple(_REFUSALS_BY_TYPE)
+_Reply = tuple[sum_pb2.AddNumbersResponse, grpc.StatusCode, str, str]  # response, code, details, log outcome
+_UNDECODABLE_DETAILS = "the message is not a valid sumflow.v1.AddNumbersRequest"
 
 
 @dataclass(slots=True)
@@ -158,6 +174,13 @@ class GrpcServer:
     server: grpc.Server
     health: health.HealthServicer
     port: int
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace_seconds: float) -> None:
+        """Refuse new calls, let in-flight calls finish within the grace period."""
+        self.server.stop(grace_seconds).wait(grace_seconds + 1.0)
 
     def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING

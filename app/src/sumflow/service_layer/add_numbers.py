@@ -10,6 +10,8 @@ retry with the same id can publish; nothing is recorded.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import secrets
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, NoReturn, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -104,9 +106,7 @@ class AddNumbersHandler:
         """Run one call; `deadline` is a time.monotonic() instant or None (no client deadline)."""
         give_up = deadline if deadline is not None else time.monotonic() + self._pending_timeout + self._publish_timeout
         request_id = cmd.request_id
-        owner = self._owner_prefix + str(next(self._counter))
-        with self._live_lock:
-            self._live[owner] = _InFlight(owner, threading.Event())
+        owner = self._register()
         handed_over = False  # True once _publish owns the outcome (and the _forget)
         try:
             for _ in range(_MAX_ROUNDS):
@@ -148,6 +148,73 @@ class AddNumbersHandler:
                 self._forget(owner)
         raise NotPublished("request_id is contended, retry with the same request_id")
 
+    async def add_async(self, cmd: AddCommand, deadline: float | None = None) -> AddResult:
+        """`add` for an asyncio servicer: the same rules, awaiting instead of blocking the loop.
+
+        The common path (a new id) awaits the claim's commit and Kafka's acknowledgement as futures
+        resolved from the writer and producer threads. A known id (repeat, conflict, wait, take-over)
+        runs the blocking decision flow of `add` in a worker thread: it is rare and may sleep.
+        """
+        owner = self._register()
+        record = DedupeRecord.pending(cmd, owner, self._pid, self._clock())
+        handed_over = False
+        try:
+            claimed = await self._await_claim(cmd.request_id, record)
+            if claimed:
+                self._count("new")
+                handed_over = True
+                return await self._publish_async(cmd, record, deadline)
+        except DedupeUnavailable as exc:
+            raise NotPublished(f"de-duplication store unavailable, retry with the same request_id: {exc}") from exc
+        finally:
+            if not handed_over:
+                self._forget(owner)
+        return await asyncio.to_thread(self.add, cmd, deadline)
+
+    async def _await_claim(self, request_id: str, record: DedupeRecord) -> bool:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._store.claim_later(request_id, record, lambda claimed, error: _resolve_soon(loop, future, claimed, error))
+        return await future
+
+    async def _publish_async(self, cmd: AddCommand, record: DedupeRecord, deadline: float | None) -> AddResult:
+        request_id = cmd.request_id
+        outcome_owned = False
+        try:
+            with self._publish_span(request_id) as span:
+                delivery = self._send(cmd)
+                loop = asyncio.get_running_loop()
+                acked: asyncio.Future[bool] = loop.create_future()
+                delivery.on_resolved(lambda error: _resolve_soon(loop, acked, True, error))
+                try:
+                    await asyncio.wait_for(acked, max(0.0, self._ack_budget(deadline)))
+                except PublishFailed as exc:
+                    outcome_owned = True
+                    self._refuse_failed(request_id, record, exc, span)
+                except TimeoutError:
+                    outcome_owned = True
+                    self._refuse_unacked(request_id, record, delivery, span, deadline)
+                except asyncio.CancelledError:
+                    # The RPC was cancelled (client gone): the delivery's own outcome settles the store.
+                    outcome_owned = True
+                    self._leave_to_delivery(request_id, record, delivery)
+                    raise
+                if self._metrics is not None:
+                    self._observe_produce(delivery.latency_seconds, span)
+            outcome_owned = True
+            self._settle(request_id, record, None)
+        finally:
+            if not outcome_owned:
+                self._settle(request_id, record, PublishFailed("other", "publish aborted"))
+        return AddResult(request_id, cmd.result, False)
+
+    def _register(self) -> str:
+        """A new owner token, registered as live before its claim is written."""
+        owner = self._owner_prefix + str(next(self._counter))
+        with self._live_lock:
+            self._live[owner] = _InFlight(owner, threading.Event())
+        return owner
+
     # -- publishing -------------------------------------------------------------------------
 
     def _publish(self, cmd: AddCommand, record: DedupeRecord, deadline: float | None) -> AddResult:
@@ -155,31 +222,15 @@ class AddNumbersHandler:
         outcome_owned = False  # True once the store outcome is settled or left to the delivery
         try:
             with self._publish_span(request_id) as span:
-                value = encode_event(cmd, int(self._clock() * 1000))
-                headers = kafka_headers() if self._tracer is not None else []
-                delivery = self._publisher.publish(request_id.encode(), value, headers)
-                budget = self._publish_timeout + _ACK_MARGIN_SECONDS
-                if deadline is not None:
-                    budget = min(budget, deadline - time.monotonic())
+                delivery = self._send(cmd)
                 try:
-                    acked = delivery.wait(budget)
+                    acked = delivery.wait(self._ack_budget(deadline))
                 except PublishFailed as exc:
                     outcome_owned = True
-                    self._settle(request_id, record, exc)
-                    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-                    if self._metrics is not None:
-                        self._metrics.produce_errors.labels(exc.reason).inc()
-                    raise NotPublished(
-                        f"event not acknowledged by Kafka, retry with the same request_id: {exc}"
-                    ) from exc
+                    self._refuse_failed(request_id, record, exc, span)
                 if not acked:
-                    # Still in flight: whoever resolves it settles the store; waiters wait for that.
                     outcome_owned = True
-                    delivery.on_resolved(lambda error: self._settle(request_id, record, error))
-                    span.set_status(trace.Status(trace.StatusCode.ERROR, "no acknowledgement before the deadline"))
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise DeadlineReached("deadline exceeded while waiting for Kafka's acknowledgement")
-                    raise NotPublished("Kafka did not acknowledge in time, retry with the same request_id")
+                    self._refuse_unacked(request_id, record, delivery, span, deadline)
                 if self._metrics is not None:
                     self._observe_produce(delivery.latency_seconds, span)
             outcome_owned = True
@@ -188,6 +239,40 @@ class AddNumbersHandler:
             if not outcome_owned:  # an unexpected error before the event was handed over
                 self._settle(request_id, record, PublishFailed("other", "publish aborted"))
         return AddResult(request_id, cmd.result, False)
+
+    # Pieces of _publish shared with the asyncio path (add_numbers_aio.py).
+
+    def _send(self, cmd: AddCommand) -> Delivery:
+        value = encode_event(cmd, int(self._clock() * 1000))
+        headers = kafka_headers() if self._tracer is not None else []
+        return self._publisher.publish(cmd.request_id.encode(), value, headers)
+
+    def _ack_budget(self, deadline: float | None) -> float:
+        budget = self._publish_timeout + _ACK_MARGIN_SECONDS
+        if deadline is not None:
+            budget = min(budget, deadline - time.monotonic())
+        return budget
+
+    def _refuse_failed(self, request_id: str, record: DedupeRecord, exc: PublishFailed, span: trace.Span) -> NoReturn:
+        """Kafka refused the event: release the claim, count it, answer UNAVAILABLE."""
+        self._settle(request_id, record, exc)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+        if self._metrics is not None:
+            self._metrics.produce_errors.labels(exc.reason).inc()
+        raise NotPublished(f"event not acknowledged by Kafka, retry with the same request_id: {exc}") from exc
+
+    def _refuse_unacked(
+        self, request_id: str, record: DedupeRecord, delivery: Delivery, span: trace.Span, deadline: float | None
+    ) -> NoReturn:
+        """Still in flight: whoever resolves it settles the store; waiters wait for that."""
+        self._leave_to_delivery(request_id, record, delivery)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, "no acknowledgement before the deadline"))
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineReached("deadline exceeded while waiting for Kafka's acknowledgement")
+        raise NotPublished("Kafka did not acknowledge in time, retry with the same request_id")
+
+    def _leave_to_delivery(self, request_id: str, record: DedupeRecord, delivery: Delivery) -> None:
+        delivery.on_resolved(lambda error: self._settle(request_id, record, error))
 
     def _publish_span(self, request_id: str) -> AbstractContextManager[trace.Span]:
         if self._tracer is None:
@@ -276,3 +361,20 @@ class AddNumbersHandler:
     def _count(self, outcome: str) -> None:
         if self._metrics is not None:
             self._metrics.dedupe.labels(outcome).inc()
+
+
+def _resolve_soon(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], value: object, error: BaseException | None
+) -> None:
+    """From any thread: resolve `future` on its loop (unless it was cancelled meanwhile)."""
+
+    def apply() -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(apply)
