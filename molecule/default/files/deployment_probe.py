@@ -102,11 +102,12 @@ def probe_topics(bootstrap: str, expected: dict[str, int], timeout: float) -> di
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         while True:
-            described = {t["topic"]: t for t in admin.describe_topics(sorted(expected))}
+            # Metadata response dicts: {"name", "error_code", "partitions": [{"leader_id", ...}]}
+            described = {t["name"]: t for t in admin.describe_topics(sorted(expected))}
             found = {
                 name: len(t.get("partitions", []))
                 for name, t in described.items()
-                if t.get("error_code", 0) == 0 and all(p.get("leader", -1) >= 0 for p in t.get("partitions", []))
+                if t.get("error_code", 0) == 0 and all(p.get("leader_id", -1) >= 0 for p in t.get("partitions", []))
             }
             if found == expected:
                 return {"topics": found}
