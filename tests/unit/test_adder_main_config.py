@@ -47,6 +47,6 @@ def test_several_processes_need_a_fixed_port() -> None:
     assert "SUMFLOW_ADDER_PROCESSES" in proc.stderr
 
 
-@pytest.mark.parametrize(("value", "kind"), [("", "sync"), ("sync", "sync"), ("aio", "aio"), (" aio ", "aio")])
+@pytest.mark.parametrize(("value", "kind"), [("", "aio"), ("sync", "sync"), ("aio", "aio"), (" sync ", "sync")])
 def test_server_kind_switch(value: str, kind: str) -> None:
     assert load_adder_config({"SUMFLOW_ADDER_SERVER": value}).server_kind == kind

@@ -41,7 +41,7 @@ class AdderConfig:
     producer_retries: int
     producer_linger_ms: int
     pending_timeout_seconds: float  # a pending de-dupe record older than this may be taken over
-    server_kind: str = "sync"  # SUMFLOW_ADDER_SERVER: "sync" (thread pool) or "aio" (grpc.aio event loop)
+    server_kind: str = "aio"  # SUMFLOW_ADDER_SERVER: "aio" (grpc.aio event loop) or "sync" (thread pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ def load_adder_config(environ: Mapping[str, str] | None = None) -> AdderConfig:
         producer_retries=env.int("SUMFLOW_PRODUCER_RETRIES", 5, 0, 100),
         producer_linger_ms=env.int("SUMFLOW_PRODUCER_LINGER_MS", 1, 0, 1000),
         pending_timeout_seconds=env.float("SUMFLOW_PENDING_TIMEOUT_SECONDS", 30.0, 1.0, 3600.0),
-        server_kind=env.choice("SUMFLOW_ADDER_SERVER", "sync", ("sync", "aio")),
+        server_kind=env.choice("SUMFLOW_ADDER_SERVER", "aio", ("aio", "sync")),
     )
 
 
