@@ -176,6 +176,27 @@ def test_deadline_before_ack_is_deadline_exceeded_and_the_late_ack_is_kept(adder
     assert len(adder.publisher.sent) == 1
 
 
+def test_call_cancelled_before_ack_leaves_the_outcome_to_the_delivery(adder: Adder) -> None:
+    rid = str(uuid.uuid4())
+    adder.publisher.mode = "hold"
+    call = adder.stub.AddNumbers.future(
+        sum_pb2.AddNumbersRequest(request_id=rid, first_number=5, second_number=6), timeout=30
+    )
+    deadline = time.monotonic() + 10
+    while not adder.publisher.held and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(adder.publisher.held) == 1
+    call.cancel()
+    time.sleep(0.2)  # the server learns of the cancellation
+    # The event is still in the producer: a retry waits for its outcome instead of publishing again.
+    adder.publisher.mode = "ack"
+    threading.Timer(0.3, adder.publisher.held[0]._acked, args=(None,)).start()
+    reply = adder.add(rid, 5, 6)
+    assert (reply.result, reply.duplicate) == (11, True)
+    assert len(adder.publisher.sent) == 1
+    assert adder.metric("sumflow_grpc_in_flight_requests") == 0
+
+
 def test_concurrent_calls_with_one_id_publish_once(adder: Adder) -> None:
     rid = str(uuid.uuid4())
     adder.publisher.delay = 0.2
