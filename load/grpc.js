@@ -23,7 +23,7 @@ import {
   pick,
   randomInt,
   selectedScenarios,
-  stagesSeconds,
+  loadScenarios,
   textSummary,
   uuidv4,
 } from './lib/common.js';
@@ -47,48 +47,7 @@ const INVALID_IDS = [
   ' 0f8fad5b-d9cb-469f-a165-70867728950e',
 ];
 
-const closedStages = [
-  { duration: `${envNumber('RAMP_S', 30)}s`, target: envNumber('VUS', 50) },
-  { duration: `${envNumber('HOLD_S', 60)}s`, target: envNumber('VUS', 50) },
-  { duration: `${envNumber('PEAK_S', 20)}s`, target: envNumber('PEAK_VUS', 200) },
-  { duration: `${envNumber('RAMP_DOWN_S', 20)}s`, target: 0 },
-];
-const openStages = [
-  { duration: `${envNumber('RAMP_S', 30)}s`, target: envNumber('RATE', 500) },
-  { duration: `${envNumber('HOLD_S', 60)}s`, target: envNumber('RATE', 500) },
-  { duration: `${envNumber('PEAK_S', 20)}s`, target: envNumber('PEAK_RATE', 1500) },
-  { duration: `${envNumber('RAMP_DOWN_S', 20)}s`, target: 0 },
-];
-const GRACE_S = 10;
-
-const ALL_SCENARIOS = {
-  // Closed model (like the original test): a fixed population of VUs calling back to back.
-  closed: {
-    seconds: stagesSeconds(closedStages) + GRACE_S,
-    scenario: {
-      executor: 'ramping-vus',
-      exec: 'addNumbers',
-      startVUs: 0,
-      stages: closedStages,
-      gracefulRampDown: `${GRACE_S}s`,
-      gracefulStop: `${GRACE_S}s`,
-    },
-  },
-  // Open model: arrivals at a set rate whatever the latency, with a peak stage.
-  open: {
-    seconds: stagesSeconds(openStages) + GRACE_S,
-    scenario: {
-      executor: 'ramping-arrival-rate',
-      exec: 'addNumbers',
-      startRate: Math.max(1, Math.floor(envNumber('RATE', 500) / 10)),
-      timeUnit: '1s',
-      preAllocatedVUs: envNumber('PRE_VUS', 50),
-      maxVUs: envNumber('MAX_VUS', 400),
-      stages: openStages,
-      gracefulStop: `${GRACE_S}s`,
-    },
-  },
-};
+const ALL_SCENARIOS = loadScenarios('addNumbers', { vus: 50, peakVus: 200, rate: 500, peakRate: 1500, preVus: 50, maxVus: 400 });
 
 export const options = {
   scenarios: selectedScenarios(ALL_SCENARIOS),

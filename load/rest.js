@@ -9,7 +9,16 @@
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 
-import { REST_URL, envNumber, parseJson, pick, randomInt, selectedScenarios, stagesSeconds, textSummary } from './lib/common.js';
+import {
+  REST_URL,
+  envNumber,
+  loadScenarios,
+  parseJson,
+  pick,
+  randomInt,
+  selectedScenarios,
+  textSummary,
+} from './lib/common.js';
 
 const THINK_MIN_S = envNumber('THINK_MIN_S', 0.3);
 const THINK_MAX_S = envNumber('THINK_MAX_S', 2);
@@ -83,46 +92,7 @@ export const ENDPOINTS = [
 // Bad `limit` values the API must refuse with 400 and a JSON error body.
 const BAD_LIMITS = ['0', '-1', 'abc', '1001', '1.5'];
 
-const closedStages = [
-  { duration: `${envNumber('RAMP_S', 30)}s`, target: envNumber('VUS', 100) },
-  { duration: `${envNumber('HOLD_S', 60)}s`, target: envNumber('VUS', 100) },
-  { duration: `${envNumber('PEAK_S', 20)}s`, target: envNumber('PEAK_VUS', 1000) },
-  { duration: `${envNumber('RAMP_DOWN_S', 20)}s`, target: 0 },
-];
-const openStages = [
-  { duration: `${envNumber('RAMP_S', 30)}s`, target: envNumber('RATE', 200) },
-  { duration: `${envNumber('HOLD_S', 60)}s`, target: envNumber('RATE', 200) },
-  { duration: `${envNumber('PEAK_S', 20)}s`, target: envNumber('PEAK_RATE', 1000) },
-  { duration: `${envNumber('RAMP_DOWN_S', 20)}s`, target: 0 },
-];
-const GRACE_S = 10;
-
-const ALL_SCENARIOS = {
-  closed: {
-    seconds: stagesSeconds(closedStages) + GRACE_S,
-    scenario: {
-      executor: 'ramping-vus',
-      exec: 'readEndpoints',
-      startVUs: 0,
-      stages: closedStages,
-      gracefulRampDown: `${GRACE_S}s`,
-      gracefulStop: `${GRACE_S}s`,
-    },
-  },
-  open: {
-    seconds: stagesSeconds(openStages) + GRACE_S,
-    scenario: {
-      executor: 'ramping-arrival-rate',
-      exec: 'readEndpoints',
-      startRate: Math.max(1, Math.floor(envNumber('RATE', 200) / 10)),
-      timeUnit: '1s',
-      preAllocatedVUs: envNumber('PRE_VUS', 100),
-      maxVUs: envNumber('MAX_VUS', 2000),
-      stages: openStages,
-      gracefulStop: `${GRACE_S}s`,
-    },
-  },
-};
+const ALL_SCENARIOS = loadScenarios('readEndpoints', { vus: 100, peakVus: 1000, rate: 200, peakRate: 1000, preVus: 100, maxVus: 2000 });
 
 export const options = {
   scenarios: selectedScenarios(ALL_SCENARIOS),

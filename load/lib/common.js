@@ -41,6 +41,49 @@ export function selectedScenarios(all) {
 }
 
 // Total seconds of a list of k6 stages written as "<n>s".
+// The two executors every script offers, with a peak stage each: `closed` (ramping-vus, a fixed
+// population calling back to back, like the original test) and `open` (ramping-arrival-rate:
+// arrivals at a set rate whatever the latency). `defaults` gives the per-script levels that the
+// VUS, PEAK_VUS, RATE, PEAK_RATE, PRE_VUS and MAX_VUS environment variables override.
+export function loadScenarios(exec, defaults) {
+  const graceS = 10;
+  const stages = (hold, peak) => [
+    { duration: `${envNumber('RAMP_S', 30)}s`, target: hold },
+    { duration: `${envNumber('HOLD_S', 60)}s`, target: hold },
+    { duration: `${envNumber('PEAK_S', 20)}s`, target: peak },
+    { duration: `${envNumber('RAMP_DOWN_S', 20)}s`, target: 0 },
+  ];
+  const closedStages = stages(envNumber('VUS', defaults.vus), envNumber('PEAK_VUS', defaults.peakVus));
+  const rate = envNumber('RATE', defaults.rate);
+  const openStages = stages(rate, envNumber('PEAK_RATE', defaults.peakRate));
+  return {
+    closed: {
+      seconds: stagesSeconds(closedStages) + graceS,
+      scenario: {
+        executor: 'ramping-vus',
+        exec,
+        startVUs: 0,
+        stages: closedStages,
+        gracefulRampDown: `${graceS}s`,
+        gracefulStop: `${graceS}s`,
+      },
+    },
+    open: {
+      seconds: stagesSeconds(openStages) + graceS,
+      scenario: {
+        executor: 'ramping-arrival-rate',
+        exec,
+        startRate: Math.max(1, Math.floor(rate / 10)),
+        timeUnit: '1s',
+        preAllocatedVUs: envNumber('PRE_VUS', defaults.preVus),
+        maxVUs: envNumber('MAX_VUS', defaults.maxVus),
+        stages: openStages,
+        gracefulStop: `${graceS}s`,
+      },
+    },
+  };
+}
+
 export function stagesSeconds(stages) {
   return stages.reduce((sum, stage) => sum + parseDuration(stage.duration), 0);
 }
