@@ -16,8 +16,7 @@ from concurrent import futures
 from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
 
 from sumflow.domain.summation import validate_add
 from sumflow.entrypoints.adder_server import (
@@ -25,7 +24,9 @@ from sumflow.entrypoints.adder_server import (
     SERVICE_NAME,
     UNDECODABLE,
     SumServicer,
-    parse_add_request,
+    bind,
+    register_services,
+    server_options,
 )
 from sumflow.v1 import sum_pb2
 
@@ -77,40 +78,10 @@ class AioGrpcServer:
     async def _build(
         servicer: AioSumServicer, listen: str, workers: int, reuse_port: bool
     ) -> tuple[grpc.aio.Server, Any, int]:
-        server = grpc.aio.server(
-            options=[
-                ("grpc.so_reuseport", 1 if reuse_port else 0),
-                ("grpc.max_receive_message_length", 64 * 1024),
-            ],
-            maximum_concurrent_rpcs=workers * 64,
-        )
-        # By hand, as in build_grpc_server: undecodable bytes get INVALID_ARGUMENT, not INTERNAL.
-        server.add_generic_rpc_handlers(
-            (
-                grpc.method_handlers_generic_handler(
-                    SERVICE_NAME,
-                    {
-                        "AddNumbers": grpc.unary_unary_rpc_method_handler(
-                            servicer.AddNumbers,
-                            request_deserializer=parse_add_request,
-                            response_serializer=sum_pb2.AddNumbersResponse.SerializeToString,
-                        )
-                    },
-                ),
-            )
-        )
+        server = grpc.aio.server(options=server_options(reuse_port), maximum_concurrent_rpcs=workers * 64)
         health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
-        )
-        try:
-            port = server.add_insecure_port(listen)
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen on {listen}: {exc}") from exc
-        if port == 0:
-            raise OSError(f"cannot listen on {listen} (address in use or not available)")
+        register_services(server, servicer.AddNumbers, health_servicer)
+        port = bind(server, listen)
         return server, health_servicer, port
 
     def start(self) -> None:

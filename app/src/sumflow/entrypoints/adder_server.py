@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent import futures
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -188,25 +189,27 @@ class GrpcServer:
             self.health.set(name, status)
 
 
-def build_grpc_server(servicer: SumServicer, *, listen: str, workers: int, reuse_port: bool) -> GrpcServer:
-    """Create and bind (not start) the server; health starts NOT_SERVING. Raises OSError if the bind fails."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        options=[
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-            ("grpc.max_receive_message_length", 64 * 1024),
-        ],
-        maximum_concurrent_rpcs=workers * 64,
-    )
-    # Registered by hand so that bytes that are not an AddNumbersRequest get INVALID_ARGUMENT: with the
-    # generated helper, grpc answers a failed parse with INTERNAL ("Exception deserializing request!").
+def server_options(reuse_port: bool) -> list[tuple[str, int]]:
+    """Channel options shared by the threaded and the asyncio server."""
+    return [("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 64 * 1024)]
+
+
+def register_services(
+    server: grpc.Server | grpc.aio.Server, add_numbers: Callable[..., Any], health_servicer: Any
+) -> None:
+    """AddNumbers, health and reflection on either kind of server.
+
+    AddNumbers is registered by hand so that bytes that are not an AddNumbersRequest get
+    INVALID_ARGUMENT: with the generated helper, grpc answers a failed parse with INTERNAL
+    ("Exception deserializing request!").
+    """
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(
                 SERVICE_NAME,
                 {
                     "AddNumbers": grpc.unary_unary_rpc_method_handler(
-                        servicer.AddNumbers,
+                        add_numbers,
                         request_deserializer=parse_add_request,
                         response_serializer=sum_pb2.AddNumbersResponse.SerializeToString,
                     )
@@ -214,18 +217,34 @@ def build_grpc_server(servicer: SumServicer, *, listen: str, workers: int, reuse
             ),
         )
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
+
+
+def bind(server: grpc.Server | grpc.aio.Server, listen: str) -> int:
+    """Bind the insecure port; the bound port, or OSError naming the address."""
     try:
         port = server.add_insecure_port(listen)
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {listen}: {exc}") from exc
     if port == 0:
         raise OSError(f"cannot listen on {listen} (address in use or not available)")
+    return port
+
+
+def build_grpc_server(servicer: SumServicer, *, listen: str, workers: int, reuse_port: bool) -> GrpcServer:
+    """Create and bind (not start) the server; health starts NOT_SERVING. Raises OSError if the bind fails."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        options=server_options(reuse_port),
+        maximum_concurrent_rpcs=workers * 64,
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    register_services(server, servicer.AddNumbers, health_servicer)
+    port = bind(server, listen)
     grpc_server = GrpcServer(server, health_servicer, port)
     grpc_server.set_serving(False)
     return grpc_server
