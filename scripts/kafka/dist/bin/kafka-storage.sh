@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# Licensed under the Apache License, Version 2.0. Same as upstream's kafka-storage.sh.
+exec "$(dirname "$0")/kafka-run-class.sh" kafka.tools.StorageTool "$@"
