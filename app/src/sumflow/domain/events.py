@@ -9,7 +9,6 @@ event invalid: it goes to the dead-letter topic with the reason and is never app
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import orjson
@@ -20,11 +19,11 @@ from sumflow.domain.summation import (
     AddCommand,
     InvalidRequest,
     canonical_request_id,
+    is_canonical_request_id,
 )
 
 EVENT_VERSION = 1
 MAX_EVENT_BYTES = 64 * 1024
-_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 
 
 class InvalidEvent(ValueError):
@@ -96,7 +95,7 @@ def decode_fields(raw: bytes | None) -> EventFields:
                 and INT64_MIN <= result <= INT64_MAX
                 and INT64_MIN <= produced <= INT64_MAX
                 and first + second == result
-                and _CANONICAL_ID(rid) is not None
+                and is_canonical_request_id(rid) is not None
             ):
                 return (rid, first, second, result, produced)
     ev = decode_event(raw)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 # Already canonical (what the adder writes): accepted without building a uuid.UUID (hot path).
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# True-ish when the text already is the canonical lower-case hyphenated form (no parsing needed).
+is_canonical_request_id = _CANONICAL.fullmatch
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -41,7 +43,7 @@ def canonical_request_id(raw: str) -> str:
     Accepts any case and the forms `uuid.UUID` accepts when written as 32 hex digits with or
     without hyphens; braces and `urn:uuid:` prefixes are refused so ids stay unambiguous.
     """
-    if _CANONICAL.fullmatch(raw):
+    if is_canonical_request_id(raw):
         return raw
     if not raw:
         raise InvalidRequest("request_id is required")
