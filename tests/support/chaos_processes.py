@@ -10,11 +10,9 @@ Logs go to files (appended across restarts) so a pipe can never fill up and bloc
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +22,12 @@ import grpc
 import orjson
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.broker import free_port
+from tests.support.http_client import http_get
+
 BIN = Path(sys.executable).parent
 ADDER_SCRIPT = BIN / "sumflow-adder"
 ACCUMULATOR_SCRIPT = BIN / "sumflow-accumulator"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env() -> dict[str, str]:
@@ -154,13 +149,8 @@ class AccumulatorProcess(_Process):
         raise AssertionError(f"accumulator not started after {timeout}s:\n{self.log_tail()}")
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        """(status, body) of GET `path`; a 4xx/5xx is an answer, not an exception."""
+        return http_get(f"http://127.0.0.1:{self.port}{path}", timeout)
 
     def ready(self) -> bool:
         try:
