@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.broker import unique_topic
-from tests.support.chaos import RESULTS, format_table
+from tests.support.broker import KafkaBroker, KafkaCluster, unique_topic
+from tests.support.chaos import RESULTS, FaultRun, format_table, plan_requests
 from tests.support.chaos_processes import (
     AccumulatorProcess,
     AdderProcess,
@@ -53,34 +53,43 @@ class Deployment:
     state_dir: Path
     adder: AdderProcess
     accumulator: AccumulatorProcess
-    extra: list = field(default_factory=list)
+
+    def start_run(self, count: int, seed: int, *, window: int = 32) -> FaultRun:
+        """Start both services, wait until the accumulator is ready, plan `count` requests."""
+        self.adder.start()
+        self.accumulator.start()
+        self.accumulator.wait_ready()
+        requests = plan_requests(count, seed=seed)
+        return FaultRun(self.adder.target, self.accumulator, self.state_dir, requests, window=window)
 
 
 @pytest.fixture
 def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
-    """deploy(bootstrap, create_topic, partitions=3, state_dir=None, adder_extra={}, acc_extra={})."""
+    """deploy(broker, partitions=3, topic_configs=None, state_dir=None, adder_extra={}, acc_extra={}):
+    topics on `broker` (a KafkaBroker or KafkaCluster) and the two services, not yet started."""
     made: list[Deployment] = []
 
     def make(
-        bootstrap: str,
-        create_topic: Callable[[str, int], str],
+        broker: KafkaCluster,
         *,
         partitions: int = 3,
+        topic_configs: dict[str, str] | None = None,
         state_dir: Path | None = None,
         adder_extra: dict[str, str] | None = None,
         acc_extra: dict[str, str] | None = None,
     ) -> Deployment:
         n = len(made)
-        topic = create_topic(unique_topic("chaos"), partitions)
-        dlq = create_topic(unique_topic("chaos-dlq"), 1)
+        topic = broker.create_topic(unique_topic("chaos"), partitions=partitions, configs=topic_configs)
+        dlq = broker.create_topic(unique_topic("chaos-dlq"), partitions=1, configs=topic_configs)
         state = state_dir or tmp_path / f"state-{n}"
         adder = AdderProcess(
-            adder_env(bootstrap, topic, tmp_path / f"dedupe-{n}", **(adder_extra or {})), tmp_path / f"adder-{n}.log"
+            adder_env(broker.bootstrap, topic, tmp_path / f"dedupe-{n}", **(adder_extra or {})),
+            tmp_path / f"adder-{n}.log",
         )
         acc = AccumulatorProcess(
-            accumulator_env(bootstrap, topic, dlq, state, **(acc_extra or {})), tmp_path / f"accumulator-{n}.log"
+            accumulator_env(broker.bootstrap, topic, dlq, state, **(acc_extra or {})), tmp_path / f"accumulator-{n}.log"
         )
-        deployment = Deployment(bootstrap, topic, dlq, state, adder, acc)
+        deployment = Deployment(broker.bootstrap, topic, dlq, state, adder, acc)
         made.append(deployment)
         return deployment
 
@@ -88,3 +97,25 @@ def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
     for deployment in made:
         deployment.adder.kill()
         deployment.accumulator.kill()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A single-node broker of the test's own, free to be stopped and killed (killed at the end)."""
+    broker = KafkaBroker(tmp_path / "kafka")
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.kill()
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
+    """A three-node KRaft cluster of the test's own (killed at the end)."""
+    cluster = KafkaCluster(tmp_path / "k3")
+    try:
+        cluster.start(timeout=240)
+        yield cluster
+    finally:
+        cluster.kill()

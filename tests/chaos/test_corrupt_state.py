@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import random
 import subprocess
-import time
 
 import pytest
 
-from tests.support.chaos import FaultStream, audit_counts, judge, plan_requests, report
 from tests.support.chaos_processes import ACCUMULATOR_SCRIPT
 
 SIZES = {"short": (600, 300, 100), "long": (20_000, 5_000, 2_000)}  # before, while down, after rebuild
@@ -31,13 +29,10 @@ def corrupt(db, kind: str, rng: random.Random) -> None:
 def test_corrupt_state_is_refused_and_rebuild_is_exact(size, kind, kafka_broker, deploy):
     before, down, after = SIZES[size]
     rng = random.Random(kind)
-    d = deploy(kafka_broker.bootstrap, lambda name, p: kafka_broker.create_topic(name, partitions=p))
-    d.adder.start()
-    d.accumulator.start()
-    d.accumulator.wait_ready()
-    requests = plan_requests(before + down + after, seed=len(kind) * 7)
-    started = time.monotonic()
-    first = FaultStream(d.adder.target, requests[:before]).run(timeout=300)
+    d = deploy(kafka_broker)
+    run = d.start_run(before + down + after, seed=len(kind) * 7)
+    requests = run.requests
+    run.send(requests[:before])
     d.accumulator.wait_applied(before)
     d.accumulator.kill()  # no clean shutdown: WAL and all
 
@@ -54,7 +49,7 @@ def test_corrupt_state_is_refused_and_rebuild_is_exact(size, kind, kafka_broker,
     assert str(db) in refused.stderr and "sumflow-accumulator rebuild" in refused.stderr
     assert db.read_bytes() == damaged, "the refused state must be left untouched"
 
-    second = FaultStream(d.adder.target, requests[before : before + down]).run(timeout=300)  # while it is down
+    run.send(requests[before : before + down])  # while it is down
     rebuilt = subprocess.run(
         [str(ACCUMULATOR_SCRIPT), "rebuild"], env=d.accumulator.env, capture_output=True, text=True, timeout=600
     )
@@ -64,22 +59,5 @@ def test_corrupt_state_is_refused_and_rebuild_is_exact(size, kind, kafka_broker,
 
     d.accumulator.start()
     d.accumulator.wait_ready()
-    third = FaultStream(d.adder.target, requests[before + down :]).run(timeout=300)
-    final = d.accumulator.wait_applied(before + down + after)
-    assert d.accumulator.terminate() == 0
-    outcome = first
-    for more in (second, third):
-        outcome.acknowledged.update(more.acknowledged)
-        outcome.sent += more.sent
-        outcome.unexpected += more.unexpected
-    assert not outcome.unexpected, outcome.unexpected[:5]
-    verdict = judge(requests, outcome, final, audit_counts(d.state_dir))
-    report(
-        f"corrupt state ({kind}) + rebuild",
-        faults=1,
-        sent=outcome.sent,
-        acknowledged=len(outcome.acknowledged),
-        verdict=verdict,
-        wall=time.monotonic() - started,
-    )
-    verdict.assert_exact()
+    run.send(requests[before + down :])
+    run.finish(f"corrupt state ({kind}) + rebuild", faults=1).assert_exact()

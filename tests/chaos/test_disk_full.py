@@ -9,8 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.chaos import FaultStream, audit_counts, judge, plan_requests, report
-
 SIZES = {"short": (300, 700, "16m"), "long": (3_000, 10_000, "48m")}  # before, while full, tmpfs size
 
 
@@ -36,20 +34,13 @@ def test_disk_full_stops_consuming_then_resumes_exactly(size, tmp_path: Path, ka
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={tmpfs_size}", "tmpfs", str(mount)], check=True)
     d = None
     try:
-        d = deploy(kafka_broker.bootstrap, lambda n, p: kafka_broker.create_topic(n, partitions=p), state_dir=mount)
-        d.adder.start()
-        d.accumulator.start()
-        d.accumulator.wait_ready()
-        requests = plan_requests(before + during, seed=41)
-        started = time.monotonic()
-        outcome = FaultStream(d.adder.target, requests[:before]).run(timeout=300)
+        d = deploy(kafka_broker, state_dir=mount)
+        run = d.start_run(before + during, seed=41)
+        run.send(run.requests[:before])
         d.accumulator.wait_applied(before)
         filler = fill(mount)
 
-        more = FaultStream(d.adder.target, requests[before:]).run(timeout=300)  # the adder is unaffected
-        outcome.acknowledged.update(more.acknowledged)
-        outcome.sent += more.sent
-        outcome.unexpected += more.unexpected
+        run.send(run.requests[before:])  # the adder is unaffected
         give_up = time.monotonic() + 60
         while d.accumulator.ready() and time.monotonic() < give_up:
             time.sleep(0.1)
@@ -63,19 +54,8 @@ def test_disk_full_stops_consuming_then_resumes_exactly(size, tmp_path: Path, ka
 
         filler.unlink()  # space returns
         d.accumulator.wait_ready(timeout=60)
-        final = d.accumulator.wait_applied(before + during)
-        assert d.accumulator.terminate() == 0
-        assert not outcome.unexpected, outcome.unexpected[:5]
-        verdict = judge(requests, outcome, final, audit_counts(mount))
+        verdict = run.finish("state disk full, then space returns", faults=1)
         assert json.loads((mount / "total.json").read_bytes())["total"] == verdict.total
-        report(
-            "state disk full, then space returns",
-            faults=1,
-            sent=outcome.sent,
-            acknowledged=len(outcome.acknowledged),
-            verdict=verdict,
-            wall=time.monotonic() - started,
-        )
         verdict.assert_exact()
     finally:
         if d is not None:

@@ -4,11 +4,10 @@ requests, so no event is lost and none is counted twice across crashes."""
 
 from __future__ import annotations
 
-import random
 import time
 
 from tests.support.broker import KafkaBroker
-from tests.support.request_stream import KillGate, RequestStream
+from tests.support.chaos import CrashRun
 from tests.support.services import sumflow_stack
 
 REQUESTS = 3000
@@ -16,11 +15,6 @@ KILLS = 10
 
 
 def test_accumulator_sigkilled_ten_times_mid_stream_keeps_an_exact_total(kafka_broker: KafkaBroker, tmp_path) -> None:
-    seed = random.randrange(1 << 32)
-    print(f"seed={seed}")
-    rng = random.Random(seed)
-    stream = RequestStream.random(REQUESTS, seed)
-    gate = KillGate(REQUESTS, KILLS)
     with sumflow_stack(
         kafka_broker.bootstrap,
         tmp_path,
@@ -28,10 +22,11 @@ def test_accumulator_sigkilled_ten_times_mid_stream_keeps_an_exact_total(kafka_b
         accumulator_env={"SUMFLOW_MAX_POLL_RECORDS": "200"},  # small batches: more commits to interrupt
     ) as stack:
         acc = stack.accumulator
-        runner = stream.run_in_background(stack.adder.target, threads=4, deadline_s=300, gate=gate)
+        run = CrashRun.start(stack.adder.target, REQUESTS, kills=KILLS, threads=4, deadline_s=300)
+        rng = run.rng
         started = time.monotonic()
         kill_log = []
-        while gate.done < KILLS:
+        while run.gate.done < KILLS:
             time.sleep(rng.uniform(0.05, 1.2))
             phase = "serving"
             if rng.random() < 0.25:
@@ -42,20 +37,16 @@ def test_accumulator_sigkilled_ten_times_mid_stream_keeps_an_exact_total(kafka_b
                 phase = "starting"
             applied_before = _applied_or_none(acc)
             acc.kill()
-            kill_log.append((round(time.monotonic() - started, 2), phase, applied_before, stream.answered))
-            gate.killed()
+            kill_log.append((round(time.monotonic() - started, 2), phase, applied_before, run.stream.answered))
+            run.gate.killed()
             time.sleep(rng.uniform(0.0, 0.5))  # events pile up while it is down
             acc.start(timeout=90)
-        runner.join(360)
-        assert not runner.is_alive(), "request stream did not finish in time"
-        print(stream.summary())
+        run.join(360)
         print("kills (t, phase, applied, answered):", kill_log)
-        stream.assert_all_answered()
         assert len(kill_log) >= KILLS
         # The kills happened during the stream, not after it.
         assert kill_log[-1][3] < REQUESTS
-        final = acc.wait_applied(REQUESTS, timeout=120)
-        assert final == {"total": stream.expected_total, "applied": REQUESTS}
+        final = run.assert_exact(acc)
         # One more restart from the committed state changes nothing.
         acc.kill_and_restart()
         time.sleep(1.0)

@@ -5,12 +5,11 @@ applied-id window drops that second event."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 
 from tests.support.broker import KafkaBroker
-from tests.support.request_stream import KillGate, RequestStream
+from tests.support.chaos import CrashRun
 from tests.support.services import sumflow_stack
 from tests.support.topic_reader import read_events
 
@@ -19,32 +18,23 @@ KILLS = 3
 
 
 def test_adder_sigkilled_mid_stream_with_retries_keeps_an_exact_total(kafka_broker: KafkaBroker, tmp_path) -> None:
-    seed = random.randrange(1 << 32)
-    print(f"seed={seed}")
-    rng = random.Random(seed)
-    stream = RequestStream.random(REQUESTS, seed)
-    gate = KillGate(REQUESTS, KILLS)
     with sumflow_stack(kafka_broker.bootstrap, tmp_path, partitions=3) as stack:
         adder = stack.adder
-        runner = stream.run_in_background(adder.target, threads=6, deadline_s=300, gate=gate)
+        run = CrashRun.start(adder.target, REQUESTS, kills=KILLS, threads=6, deadline_s=300)
         kill_log = []
         started = time.monotonic()
-        while gate.done < KILLS:
-            time.sleep(rng.uniform(0.2, 1.5))
+        while run.gate.done < KILLS:
+            time.sleep(run.rng.uniform(0.2, 1.5))
             adder.kill()
-            kill_log.append((round(time.monotonic() - started, 2), stream.answered))
-            gate.killed()
-            time.sleep(rng.uniform(0.0, 1.0))  # clients see UNAVAILABLE and keep retrying
+            kill_log.append((round(time.monotonic() - started, 2), run.stream.answered))
+            run.gate.killed()
+            time.sleep(run.rng.uniform(0.0, 1.0))  # clients see UNAVAILABLE and keep retrying
             adder.start(timeout=90)
-        runner.join(360)
-        assert not runner.is_alive(), "request stream did not finish in time"
-        print(stream.summary())
+        run.join(360)
         print("kills (t, answered):", kill_log)
-        stream.assert_all_answered()
         assert kill_log[-1][1] < REQUESTS  # the last kill happened mid-stream
-        final = stack.accumulator.wait_applied(REQUESTS, timeout=120)
-        assert final == {"total": stream.expected_total, "applied": REQUESTS}
+        run.assert_exact(stack.accumulator)
         events = read_events(kafka_broker.bootstrap, stack.topic)
         per_id = Counter(e["request_id"] for e in events)
-        assert set(per_id) == {r.request_id for r in stream.requests}
+        assert set(per_id) == {r.request_id for r in run.stream.requests}
         print(f"events on the topic: {len(events)}, ids published twice: {sum(1 for n in per_id.values() if n > 1)}")

@@ -28,10 +28,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
+from tests.support.chaos_processes import AccumulatorProcess
+from tests.support.request_stream import KillGate, RequestStream
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
 CHANNEL_OPTIONS = [
@@ -83,6 +86,18 @@ class StreamOutcome:
     unexpected: list[tuple[str, str, str]] = field(default_factory=list)  # (id, code, details)
     longest_outage: float = 0.0  # longest time without any acknowledgement while calls were pending
     wall: float = 0.0
+
+    def merge(self, other: StreamOutcome) -> None:
+        """Add the outcome of another stream over other requests of the same run."""
+        self.sent += other.sent
+        self.attempts += other.attempts
+        self.retries += other.retries
+        self.acknowledged.update(other.acknowledged)
+        self.duplicate_answers += other.duplicate_answers
+        self.retry_codes.update(other.retry_codes)
+        self.unexpected += other.unexpected
+        self.longest_outage = max(self.longest_outage, other.longest_outage)
+        self.wall += other.wall
 
 
 class FaultStream:
@@ -315,3 +330,92 @@ def format_table(rows: Sequence[Mapping[str, str]]) -> str:
 
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(COLUMNS), rule, *(line([str(r.get(c, "")) for c in COLUMNS]) for r in rows)])
+
+
+# -- the set-up and the end shared by every scenario ---------------------------------------------
+
+
+@dataclass
+class FaultRun:
+    """One chaos scenario against a running adder + accumulator: the planned requests, what the
+    streams sending them got back (merged), and the clock. Made by the chaos suite's `deploy`."""
+
+    adder_target: str
+    accumulator: AccumulatorProcess
+    state_dir: Path
+    requests: list[PlannedRequest]
+    window: int = 32
+    outcome: StreamOutcome = field(default_factory=StreamOutcome)
+    started: float = field(default_factory=time.monotonic)
+
+    def with_faults(self, points: Sequence[int], inject: Callable[[int], None], *, timeout: float) -> StreamOutcome:
+        """Send every request while `inject(i)` runs at each point (see run_with_faults)."""
+        stream = FaultStream(self.adder_target, self.requests, window=self.window)
+        self.outcome.merge(run_with_faults(stream, points, inject, timeout=timeout))
+        return self.outcome
+
+    def send(self, requests: Sequence[PlannedRequest], *, timeout: float = 300) -> StreamOutcome:
+        """Send a part of the requests (blocking), each retried until acknowledged or `timeout`."""
+        self.outcome.merge(FaultStream(self.adder_target, requests, window=self.window).run(timeout=timeout))
+        return self.outcome
+
+    def finish(self, scenario: str, *, faults: int) -> Verdict:
+        """Every request acknowledged, the accumulator caught up and stopped cleanly, the audit log
+        read at rest: the verdict, reported as a summary row (the caller asserts it exact)."""
+        out = self.outcome
+        assert not out.unexpected, out.unexpected[:10]
+        assert len(out.acknowledged) == len(self.requests), "every request is acknowledged in the end (with retries)"
+        final = self.accumulator.wait_applied(len(self.requests))
+        assert self.accumulator.terminate() == 0  # a clean stop, then the audit is read at rest
+        verdict = judge(self.requests, out, final, audit_counts(self.state_dir))
+        report(
+            scenario,
+            faults=faults,
+            sent=out.sent,
+            acknowledged=len(out.acknowledged),
+            verdict=verdict,
+            wall=time.monotonic() - self.started,
+        )
+        return verdict
+
+
+class _AppliedCounter(Protocol):
+    def wait_applied(self, applied: int, timeout: float = ...) -> Mapping[str, int]: ...
+
+
+@dataclass
+class CrashRun:
+    """The e2e crash tests' stream: a fresh random seed (printed, to replay a failure), an rng for
+    the kill timing, and the request stream paced by a KillGate so the kills land mid-stream.
+
+        run = CrashRun.start(stack.adder.target, 3000, kills=10, threads=4, deadline_s=300)
+        while run.gate.done < run.gate.kills: ...kill something...; run.gate.killed()
+        run.join(360)                        # every request answered (after retries)
+        run.assert_exact(stack.accumulator)  # total and count of the distinct requests, exactly
+    """
+
+    rng: random.Random
+    stream: RequestStream
+    gate: KillGate
+    runner: threading.Thread
+
+    @classmethod
+    def start(cls, target: str, count: int, *, kills: int, threads: int, deadline_s: float) -> CrashRun:
+        seed = random.randrange(1 << 32)
+        print(f"seed={seed}")
+        stream = RequestStream.random(count, seed)
+        gate = KillGate(count, kills)
+        runner = stream.run_in_background(target, threads=threads, deadline_s=deadline_s, gate=gate)
+        return cls(random.Random(seed), stream, gate, runner)
+
+    def join(self, timeout: float, diagnostics: Callable[[], str] = str) -> None:
+        """Wait for the stream; it must have finished, and every request must have its answer."""
+        self.runner.join(timeout)
+        print(self.stream.summary())
+        assert not self.runner.is_alive(), f"request stream did not finish in time\n{diagnostics()}"
+        self.stream.assert_all_answered()
+
+    def assert_exact(self, accumulator: _AppliedCounter, timeout: float = 120) -> Mapping[str, int]:
+        final = accumulator.wait_applied(self.stream.count, timeout=timeout)
+        assert final == {"total": self.stream.expected_total, "applied": self.stream.count}
+        return final
