@@ -263,22 +263,38 @@ def test_disk_full_pauses_reports_not_ready_and_continues_without_loss(small_tmp
 AUDIT_ENV = {"SUMFLOW_AUDIT_MAX_BYTES": "8192", "SUMFLOW_AUDIT_KEEP_FILES": "10000"}  # rotate, keep all
 
 
-def _child_commits_until_killed(state_dir: Path, events: int) -> None:
-    """Runs in a forked child: consume the whole log in small batches (the parent SIGKILLs it)."""
+def _child_commits_until_killed(state_dir: Path, events: int, pipelined: bool) -> None:
+    """Runs in a forked child: consume the whole log in small batches (the parent SIGKILLs it).
+
+    pipelined: the service's run() (the ledger thread commits batch N while N+1 is polled);
+    otherwise step() by step().
+    """
     log = MemoryLog(partitions=2, max_records=47)
     for i in range(events):
         log.append(i % 2, event(str(uuid.UUID(int=i + 1, version=4)), i, 1))
     consumer, _, _ = make_consumer(state_dir, log, MemoryDlq(), env=AUDIT_ENV)
-    while consumer.step():
-        pass
+    if not pipelined:
+        while consumer.step():
+            pass
+        return
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 120
+    while consumer.state.applied < events and time.monotonic() < deadline:
+        time.sleep(0.005)
+    stop.set()
+    thread.join(60)
+    if consumer.state.applied != events:
+        raise RuntimeError(f"applied {consumer.state.applied} of {events}")
 
 
-def _run_child(state_dir: Path, events: int, kill_after: float | None) -> int:
+def _run_child(state_dir: Path, events: int, kill_after: float | None, pipelined: bool) -> int:
     pid = os.fork()
     if pid == 0:  # child
         code = 0
         try:
-            _child_commits_until_killed(state_dir, events)
+            _child_commits_until_killed(state_dir, events, pipelined)
         except BaseException:
             code = 1
         os._exit(code)
@@ -289,7 +305,8 @@ def _run_child(state_dir: Path, events: int, kill_after: float | None) -> int:
     return status
 
 
-def test_sigkill_at_any_moment_leaves_audit_and_state_identical(tmp_path):
+@pytest.mark.parametrize("pipelined", [False, True], ids=["step", "pipelined"])
+def test_sigkill_at_any_moment_leaves_audit_and_state_identical(tmp_path, pipelined):
     """Kill a committing process at random moments; after each restart the audit equals the state."""
     step = 4000
     # How long one child needs for `step` events on this machine right now: kills land inside that.
@@ -297,13 +314,13 @@ def test_sigkill_at_any_moment_leaves_audit_and_state_identical(tmp_path):
     calibration.mkdir()
     state_dir.mkdir()
     started = time.monotonic()
-    assert _run_child(calibration, step, None) == 0
+    assert _run_child(calibration, step, None, pipelined) == 0
     full_run = time.monotonic() - started
     rng = random.Random(7)
     kills = 0
     for round_ in range(12):
         events = step * (round_ + 1)  # every child has `step` new events to commit when it resumes
-        status = _run_child(state_dir, events, rng.uniform(0.1, 0.9) * full_run)
+        status = _run_child(state_dir, events, rng.uniform(0.1, 0.9) * full_run, pipelined)
         kills += os.WIFSIGNALED(status)
         consumer, _, _ = make_consumer(state_dir, MemoryLog(), MemoryDlq(), env=AUDIT_ENV)
         audit = list(read_audit(audit_dir(state_dir)))
@@ -316,7 +333,7 @@ def test_sigkill_at_any_moment_leaves_audit_and_state_identical(tmp_path):
             offsets = [d["offset"] for d in audit if d["partition"] == partition]
             assert offsets == list(range(state.next_offsets.get(partition, 0)))
     assert kills >= 6  # most runs were killed mid-stream, not after finishing
-    assert _run_child(state_dir, events, None) == 0  # then run to the end undisturbed
+    assert _run_child(state_dir, events, None, pipelined) == 0  # then run to the end undisturbed
     consumer, _, _ = make_consumer(state_dir, MemoryLog(), MemoryDlq(), env=AUDIT_ENV)
     assert consumer.state.applied == events
     assert consumer.state.total == sum(range(events)) + events

@@ -58,3 +58,49 @@ def test_input_state_is_not_mutated():
     state = LedgerState(total=1, applied=1, next_offsets={0: 1})
     apply_batch(state, [_record(0, 1, 1, 1)], _none_applied)
     assert state == LedgerState(total=1, applied=1, next_offsets={0: 1})
+
+
+def _outcome_view(out):
+    return (
+        out.state,
+        [tuple(a) for a in out.applied],
+        [tuple(a) for a in out.duplicates],
+        out.redelivered,
+        [(r.record.partition, r.record.offset, r.reason) for r in out.rejected],
+    )
+
+
+def test_decoded_batches_give_the_same_outcome_as_record_by_record():
+    """apply_decoded (decode in the consumer thread, apply in the ledger thread) == apply_batch."""
+    import random
+
+    from sumflow.domain.ledger import DecodedBatch, apply_decoded
+
+    rng = random.Random(5)
+    known = [str(uuid.uuid4()) for _ in range(5)]
+    for _ in range(200):
+        stored = {p: rng.randrange(0, 6) for p in range(2) if rng.random() < 0.7}
+        state = LedgerState(total=rng.randrange(100), applied=3, next_offsets=stored)
+        polls = []
+        for _ in range(rng.randrange(1, 4)):
+            poll = []
+            for p in rng.sample([0, 1], 2):
+                start = rng.randrange(0, 8)
+                for offset in range(start, start + rng.randrange(0, 4)):
+                    kind = rng.random()
+                    if kind < 0.15:
+                        poll.append(Record(p, offset, None, b"garbage"))
+                    else:
+                        rid = rng.choice(known) if kind < 0.4 else None
+                        poll.append(_record(p, offset, rng.randrange(-9, 9), 1, rid))
+            polls.append(poll)
+        batch = DecodedBatch()
+        for poll in polls:
+            batch.add(poll)
+        records = [r for poll in polls for r in poll]
+        window = set(rng.sample(known, 2))
+
+        def lookup(ids, window=window):
+            return {i for i in ids if i in window}
+
+        assert _outcome_view(apply_decoded(state, batch, lookup)) == _outcome_view(apply_batch(state, records, lookup))

@@ -1,9 +1,13 @@
 """The accumulator's consumer loop: poll a batch, apply it exactly once, commit it durably.
 
-Per batch: decode + de-duplicate (domain.ledger.apply_batch with the SQLite window lookup), send
+Two stages, one thread each (`run`): the consumer thread polls and decodes batch N+1 while the
+ledger thread (`BatchCommitter`) applies batch N. Per batch, in the ledger thread and strictly in
+poll order: de-duplicate (domain.ledger.apply_decoded with the SQLite window lookup), send
 invalid records to the DLQ and wait for the acks, append the applied events to the audit log
 (fsync), then ONE SQLite transaction (total, count, offsets, window rows, audit position), then
-replace total.json and publish the in-memory snapshot that /api/total serves.
+replace total.json and publish the in-memory snapshot that /api/total serves. Only one thread
+ever reads or writes the ledger, so a batch is checked against every batch committed before it.
+SQLite and fsync release the GIL: the commit of N overlaps the fetch and decode of N+1.
 
 A failed commit (disk full, I/O error, DLQ unreachable) rolls back, truncates the audit back to the
 committed position, seeks the consumer back to the committed offsets, reports not-ready, and
@@ -13,10 +17,11 @@ retries with backoff; nothing is lost and nothing is applied twice.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -28,7 +33,7 @@ from prometheus_client import Histogram
 from sumflow.adapters.audit_log import AuditLog, AuditPosition, audit_lines
 from sumflow.adapters.ledger_store import LedgerStore
 from sumflow.adapters.total_file import write_total_file
-from sumflow.domain.ledger import BatchOutcome, LedgerState, Record, apply_batch
+from sumflow.domain.ledger import BatchOutcome, ConsumedRecord, DecodedBatch, LedgerState, apply_decoded
 from sumflow.observability import sdnotify
 from sumflow.observability.metrics import AccumulatorMetrics
 from sumflow.observability.tracing import context_from_headers
@@ -54,7 +59,7 @@ class EventSource(Protocol):
     def partitions(self) -> list[int]: ...
     def refresh_assignment(self, next_offsets: dict[int, int], *, force: bool = False) -> list[int]: ...
     def seek(self, next_offsets: dict[int, int]) -> None: ...
-    def poll(self, timeout_ms: int) -> list[Record]: ...
+    def poll(self, timeout_ms: int) -> list[ConsumedRecord]: ...
     def lag(self) -> dict[int, int]: ...
     def commit_group_offsets(self, next_offsets: dict[int, int], *, wait: bool = False) -> None: ...
     def close(self) -> None: ...
@@ -104,7 +109,7 @@ class AccumulatorStatus:
         return True, "ready"
 
 
-def traceparent_trace_id(headers: tuple[tuple[str, bytes], ...]) -> str | None:
+def traceparent_trace_id(headers: Iterable[tuple[str, bytes]]) -> str | None:
     """The trace id of a W3C traceparent header, without the propagator (cheap)."""
     for key, value in headers:
         if key == "traceparent":
@@ -155,17 +160,28 @@ class LedgerConsumer:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """The consumer thread's body: returns after `stop` is set and the current batch committed."""
+        """The consumer thread's body: returns after `stop` is set and the batches polled committed.
+
+        Polls and decodes here; a BatchCommitter thread applies and commits the batches in order.
+        """
+        committer = BatchCommitter(self)
         try:
             while not stop.is_set():
                 try:
-                    self.step()
+                    committer.raise_failure()
+                    batch = self.poll_batch()
+                    if batch is not None:
+                        committer.submit(batch)
+                    elif committer.idle():
+                        self._idle()
                     self._backoff = BACKOFF_START
                 except Exception as exc:
-                    self._fail(exc)
+                    committer.discard()  # waits for the batch in progress; drops the queued one
+                    self._fail(committer.take_failure() or exc)
                     stop.wait(self._backoff)
                     self._backoff = min(BACKOFF_MAX, self._backoff * 2)
         finally:
+            committer.close()  # commits what was polled (the batch in progress and the queued one)
             self.status.stopping = True
             self.metrics.ready.set(0)
             self._shutdown()
@@ -189,35 +205,51 @@ class LedgerConsumer:
         return self.source
 
     def step(self) -> int:
-        """One iteration: (re)assign partitions, poll, commit. Returns the number of records polled."""
-        if self.total_file_dirty:
-            self._write_total_file()
+        """One synchronous iteration: poll, decode, apply and commit. Returns the records polled."""
+        batch = self.poll_batch()
+        if batch is None:
+            self._idle()
+            return 0
+        self.process(batch)
+        return len(batch)
+
+    def poll_batch(self) -> DecodedBatch | None:
+        """(Re)assign partitions, poll, decode. A backlog is merged into one batch (catch-up)."""
         source = self._connect()
         if source.refresh_assignment(self.state.next_offsets, force=not source.partitions):
             self.status.partitions_assigned = True
             self._update_ready()
         records = source.poll(self.poll_timeout_ms)
-        if len(records) >= CATCHUP_THRESHOLD:
-            deadline = time.monotonic() + CATCHUP_MAX_SECONDS
-            while len(records) < CATCHUP_MAX_RECORDS and time.monotonic() < deadline:
-                more = source.poll(0)
-                if not more:
-                    break
-                records.extend(more)
+        batch = None
+        if records:
+            batch = DecodedBatch()
+            batch.add(records)
+            if len(records) >= CATCHUP_THRESHOLD:
+                deadline = time.monotonic() + CATCHUP_MAX_SECONDS
+                while len(batch) < CATCHUP_MAX_RECORDS and time.monotonic() < deadline:
+                    more = source.poll(0)
+                    if not more:
+                        break
+                    batch.add(more)
         for partition, lag in source.lag().items():
             self.metrics.consumer_lag.labels(str(partition)).set(lag)
-        if records:
-            self.process(records)
-        elif self.status.commit_error is not None and not self._commit_failed:
+        return batch
+
+    def _idle(self) -> None:
+        """Nothing polled (and nothing being committed): retry total.json, clear a stale error."""
+        if self.total_file_dirty:
+            self._write_total_file()
+        if self.status.commit_error is not None and not self._commit_failed:
             self.status.commit_error = None  # a connection/file error that no longer occurs
             self._update_ready()
-        return len(records)
 
     # -- one batch --------------------------------------------------------------------------------
 
-    def process(self, records: list[Record]) -> BatchOutcome:
+    def process(self, batch: DecodedBatch) -> BatchOutcome:
+        """Apply and commit one decoded batch (the ledger thread, or step())."""
         started = time.perf_counter()
-        outcome = apply_batch(self.state, records, self.store.already_applied)
+        records = batch.records
+        outcome = apply_decoded(self.state, batch, self.store.already_applied)
         self.metrics.batch_size.observe(len(records))
         if outcome.redelivered:
             self.metrics.redeliveries.inc(outcome.redelivered)
@@ -269,7 +301,9 @@ class LedgerConsumer:
         self._commit_group_offsets()
         return outcome
 
-    def _record_metrics(self, records: list[Record], outcome: BatchOutcome, now: float, duration: float) -> None:
+    def _record_metrics(
+        self, records: list[ConsumedRecord], outcome: BatchOutcome, now: float, duration: float
+    ) -> None:
         m = self.metrics
         m.batch_duration.observe(duration)
         if outcome.applied:
@@ -351,7 +385,7 @@ class LedgerConsumer:
             except Exception as again:
                 log.error("seek back failed", extra={"error": str(again)})
 
-    def _start_spans(self, records: list[Record], outcome: BatchOutcome) -> list[trace.Span]:
+    def _start_spans(self, records: list[ConsumedRecord], outcome: BatchOutcome) -> list[trace.Span]:
         assert self.tracer is not None
         by_position = {(r.partition, r.offset): r for r in records}
         spans = []
@@ -393,6 +427,89 @@ class LedgerConsumer:
 
     def _topic(self) -> str:
         return self.source.topic if self.source is not None else ""
+
+
+class BatchCommitter:
+    """The ledger thread: applies and commits decoded batches in submission order.
+
+    At most one batch waits while one commits (bounded memory, backpressure on polling). After a
+    failure it refuses new batches until the consumer thread has taken the error and rewound
+    (`discard` + `LedgerConsumer._fail`): nothing after the failed batch is ever applied.
+    """
+
+    def __init__(self, consumer: LedgerConsumer) -> None:
+        self.consumer = consumer
+        self._queue: queue.Queue[DecodedBatch | None] = queue.Queue(maxsize=1)
+        self._lock = threading.Lock()
+        self._busy = 0  # batches submitted and not yet finished
+        self._done = threading.Condition(self._lock)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ledger", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: DecodedBatch) -> None:
+        self.raise_failure()
+        with self._lock:
+            self._busy += 1
+        self._queue.put(batch)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return self._busy == 0
+
+    def raise_failure(self) -> None:
+        with self._lock:
+            failure = self._failure
+        if failure is not None:
+            raise CommitFailed(str(failure)) from failure
+
+    def take_failure(self) -> BaseException | None:
+        with self._lock:
+            failure, self._failure = self._failure, None
+        if isinstance(failure, Exception):
+            return failure
+        return None
+
+    def discard(self) -> None:
+        """Drop the queued batch and wait for the one in progress: afterwards the ledger thread is idle."""
+        try:
+            while True:
+                if self._queue.get_nowait() is not None:
+                    with self._lock:
+                        self._busy -= 1
+                        self._done.notify_all()
+        except queue.Empty:
+            pass
+        with self._done:
+            self._done.wait_for(lambda: self._busy == 0 or not self._thread.is_alive())
+
+    def close(self) -> None:
+        """Commit what was submitted (unless a batch failed), then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+        self.take_failure()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            try:
+                with self._lock:
+                    failed = self._failure is not None
+                if not failed:  # a batch after a failed one is never applied
+                    self.consumer.process(batch)
+            except BaseException as exc:  # handed to the consumer thread
+                with self._lock:
+                    self._failure = exc
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    self._done.notify_all()
+
+
+class CommitFailed(RuntimeError):
+    """The ledger thread failed a batch; the consumer thread rewinds to the committed state."""
 
 
 def observe_many(histogram: Histogram, values: list[float]) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from sumflow.domain.ledger import Record
+from sumflow.domain.ledger import ConsumedRecord
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +94,15 @@ class KafkaEventSource:
         if unknown:
             self._consumer.seek_to_beginning(*unknown)
 
-    def poll(self, timeout_ms: int) -> list[Record]:
+    def poll(self, timeout_ms: int) -> list[ConsumedRecord]:
+        """The Kafka client's own records (partition, offset, key, value, headers): no copy per record."""
         if not self._assigned:
             time.sleep(timeout_ms / 1000)
             return []
         polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_poll_records)
-        records: list[Record] = []
-        for tp, messages in polled.items():
-            partition = tp.partition
-            records.extend(
-                Record(partition, m.offset, m.key, m.value, tuple(m.headers) if m.headers else ()) for m in messages
-            )
+        records: list[ConsumedRecord] = []
+        for messages in polled.values():
+            records.extend(messages)
         return records
 
     def lag(self) -> dict[int, int]:

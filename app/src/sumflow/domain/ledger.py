@@ -7,9 +7,9 @@ not applied within the de-duplication window (the adder may publish one id twice
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sumflow.domain.events import InvalidEvent, decode_fields
 
@@ -19,6 +19,21 @@ class LedgerState:
     total: int = 0
     applied: int = 0
     next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset to read
+
+
+class ConsumedRecord(Protocol):
+    """What the ledger reads of a consumed record: `Record`, or the Kafka client's own record."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +61,7 @@ class AppliedEvent(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    record: Record
+    record: ConsumedRecord
     reason: str
 
 
@@ -59,9 +74,84 @@ class BatchOutcome:
     rejected: list[Rejected] = field(default_factory=list)  # invalid: to the DLQ
 
 
+@dataclass(slots=True)
+class DecodedBatch:
+    """Polled records decoded in poll order, before the window lookup (the consumer thread's part).
+
+    `in_order` is False when some partition's offsets do not ascend within the batch (a seek
+    back between two polls): then apply_decoded takes the record-by-record path.
+    """
+
+    records: list[Any] = field(default_factory=list)  # ConsumedRecord: headers for spans/exemplars
+    events: list[AppliedEvent] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    first_offsets: dict[int, int] = field(default_factory=dict)  # partition -> first offset polled
+    next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> last offset polled + 1
+    in_order: bool = True
+
+    def add(self, records: Sequence[ConsumedRecord]) -> None:
+        """Decode and append one poll's records."""
+        self.records.extend(records)
+        events = self.events
+        append = events.append
+        new = tuple.__new__
+        first = self.first_offsets
+        last = self.next_offsets
+        partition = -1
+        for record in records:
+            offset = record.offset
+            if record.partition != partition:  # polls come grouped by partition
+                partition = record.partition
+                if partition not in first:
+                    first[partition] = offset
+                elif offset < last[partition]:
+                    self.in_order = False
+            try:
+                append(new(AppliedEvent, (*decode_fields(record.value), partition, offset)))
+            except InvalidEvent as exc:
+                self.rejected.append(Rejected(record, str(exc) or "invalid"))
+            last[partition] = offset + 1
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def decode_batch(records: Sequence[ConsumedRecord]) -> DecodedBatch:
+    batch = DecodedBatch()
+    batch.add(records)
+    return batch
+
+
+def apply_decoded(
+    state: LedgerState,
+    batch: DecodedBatch,
+    already_applied: Callable[[list[str]], set[str]],
+) -> BatchOutcome:
+    """apply_batch for records decoded beforehand: the same outcome, without decoding again."""
+    stored = state.next_offsets
+    if not batch.in_order or any(o < stored.get(p, 0) for p, o in batch.first_offsets.items()):
+        return apply_batch(state, batch.records, already_applied)  # redeliveries: record by record
+    fresh = batch.events
+    seen = already_applied([ev[0] for ev in fresh])
+    outcome = BatchOutcome(state, rejected=batch.rejected)
+    applied = outcome.applied
+    duplicates = outcome.duplicates
+    total = state.total
+    for ev in fresh:
+        rid = ev[0]
+        if rid in seen:
+            duplicates.append(ev)
+            continue
+        seen.add(rid)
+        total += ev[3]
+        applied.append(ev)
+    outcome.state = LedgerState(total, state.applied + len(applied), {**stored, **batch.next_offsets})
+    return outcome
+
+
 def apply_batch(
     state: LedgerState,
-    records: Iterable[Record],
+    records: Iterable[ConsumedRecord],
     already_applied: Callable[[list[str]], set[str]],
 ) -> BatchOutcome:
     """Apply records in order. `already_applied(ids)` returns those ids inside the window."""
