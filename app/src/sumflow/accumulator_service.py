@@ -248,15 +248,14 @@ class LedgerConsumer:
     def process(self, batch: DecodedBatch) -> BatchOutcome:
         """Apply and commit one decoded batch (the ledger thread, or step())."""
         started = time.perf_counter()
-        records = batch.records
         outcome = apply_decoded(self.state, batch, self.store.already_applied)
-        self.metrics.batch_size.observe(len(records))
+        self.metrics.batch_size.observe(len(batch))
         if outcome.redelivered:
             self.metrics.redeliveries.inc(outcome.redelivered)
         new_state = outcome.state
         if new_state.next_offsets == self.state.next_offsets:
             return outcome  # only redeliveries: nothing to commit
-        spans = self._start_spans(records, outcome) if self.tracing else []
+        spans = self._start_spans(batch, outcome) if self.tracing else []
         now = self.clock()
         if outcome.rejected:
             try:
@@ -296,14 +295,12 @@ class LedgerConsumer:
             commit_span.end()
         for span in spans:
             span.end()
-        self._record_metrics(records, outcome, now, time.perf_counter() - started)
+        self._record_metrics(batch, outcome, now, time.perf_counter() - started)
         self._write_total_file()
         self._commit_group_offsets()
         return outcome
 
-    def _record_metrics(
-        self, records: list[ConsumedRecord], outcome: BatchOutcome, now: float, duration: float
-    ) -> None:
+    def _record_metrics(self, batch: DecodedBatch, outcome: BatchOutcome, now: float, duration: float) -> None:
         m = self.metrics
         m.batch_duration.observe(duration)
         if outcome.applied:
@@ -314,11 +311,7 @@ class LedgerConsumer:
             slowest = outcome.applied[slowest_at]
             observe_many(m.end_to_end_latency, latencies[:slowest_at] + latencies[slowest_at + 1 :])
             # the batch's slowest event carries the exemplar: the trace id from its traceparent header
-            headers = next(
-                (r.headers for r in records if r.partition == slowest.partition and r.offset == slowest.offset),
-                (),
-            )
-            trace_id = traceparent_trace_id(headers)
+            trace_id = traceparent_trace_id(batch.headers.get((slowest.partition, slowest.offset), ()))
             m.end_to_end_latency.observe(latencies[slowest_at], exemplar={"trace_id": trace_id} if trace_id else None)
         if outcome.duplicates:
             m.duplicates_dropped.inc(len(outcome.duplicates))
@@ -385,16 +378,14 @@ class LedgerConsumer:
             except Exception as again:
                 log.error("seek back failed", extra={"error": str(again)})
 
-    def _start_spans(self, records: list[ConsumedRecord], outcome: BatchOutcome) -> list[trace.Span]:
+    def _start_spans(self, batch: DecodedBatch, outcome: BatchOutcome) -> list[trace.Span]:
         assert self.tracer is not None
-        by_position = {(r.partition, r.offset): r for r in records}
         spans = []
         kinds = [("applied", a.partition, a.offset, a.request_id, a.result) for a in outcome.applied]
         kinds += [("duplicate", a.partition, a.offset, a.request_id, a.result) for a in outcome.duplicates]
         kinds += [("rejected", r.record.partition, r.record.offset, None, None) for r in outcome.rejected]
         for kind, partition, offset, request_id, result in kinds:
-            record = by_position.get((partition, offset))
-            parent = context_from_headers(record.headers if record else ())
+            parent = context_from_headers(batch.headers.get((partition, offset), ()))
             attributes: dict[str, str | int] = {
                 "messaging.system": "kafka",
                 "messaging.operation.type": "process",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from sumflow.domain.events import InvalidEvent, decode_fields
 
@@ -78,48 +78,80 @@ class BatchOutcome:
 class DecodedBatch:
     """Polled records decoded in poll order, before the window lookup (the consumer thread's part).
 
-    `in_order` is False when some partition's offsets do not ascend within the batch (a seek
-    back between two polls): then apply_decoded takes the record-by-record path.
+    Keeps no Kafka record except the rejected ones (for the DLQ) and the headers of records that
+    have any (traces, exemplars). `segments` marks where each poll's items end: within one poll a
+    partition's offsets ascend, so redeliveries are decided poll by poll (apply_decoded).
     """
 
-    records: list[Any] = field(default_factory=list)  # ConsumedRecord: headers for spans/exemplars
     events: list[AppliedEvent] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    headers: dict[tuple[int, int], Sequence[tuple[str, bytes]]] = field(default_factory=dict)
+    segments: list[tuple[int, int]] = field(default_factory=list)  # (events end, rejected end) per poll
     first_offsets: dict[int, int] = field(default_factory=dict)  # partition -> first offset polled
     next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> last offset polled + 1
-    in_order: bool = True
+    in_order: bool = True  # every partition's offsets ascend over the whole batch
+    count: int = 0
 
     def add(self, records: Sequence[ConsumedRecord]) -> None:
-        """Decode and append one poll's records."""
-        self.records.extend(records)
-        events = self.events
-        append = events.append
+        """Decode and append one poll's records (grouped by partition, ascending within it)."""
+        self.count += len(records)
+        append = self.events.append
         new = tuple.__new__
         first = self.first_offsets
         last = self.next_offsets
+        headers = self.headers
         partition = -1
         for record in records:
             offset = record.offset
-            if record.partition != partition:  # polls come grouped by partition
+            if record.partition != partition:
                 partition = record.partition
                 if partition not in first:
                     first[partition] = offset
                 elif offset < last[partition]:
                     self.in_order = False
+            if record.headers:
+                headers[(partition, offset)] = record.headers
             try:
                 append(new(AppliedEvent, (*decode_fields(record.value), partition, offset)))
             except InvalidEvent as exc:
                 self.rejected.append(Rejected(record, str(exc) or "invalid"))
             last[partition] = offset + 1
+        self.segments.append((len(self.events), len(self.rejected)))
 
     def __len__(self) -> int:
-        return len(self.records)
+        return self.count
 
 
 def decode_batch(records: Sequence[ConsumedRecord]) -> DecodedBatch:
     batch = DecodedBatch()
     batch.add(records)
     return batch
+
+
+def _not_redelivered(batch: DecodedBatch, stored: dict[int, int]) -> tuple[list[AppliedEvent], list[Rejected], int]:
+    """The events and rejected records at or past the stored offsets, poll by poll (slow path)."""
+    running = dict(stored)
+    events: list[AppliedEvent] = []
+    rejected: list[Rejected] = []
+    redelivered = 0
+    events_start = rejected_start = 0
+    for events_end, rejected_end in batch.segments:
+        before = dict(running)  # within a poll offsets ascend: below `before` = a redelivery
+        for ev in batch.events[events_start:events_end]:
+            if ev[6] < before.get(ev[5], 0):
+                redelivered += 1
+            else:
+                events.append(ev)
+                running[ev[5]] = max(running.get(ev[5], 0), ev[6] + 1)
+        for item in batch.rejected[rejected_start:rejected_end]:
+            partition, offset = item.record.partition, item.record.offset
+            if offset < before.get(partition, 0):
+                redelivered += 1
+            else:
+                rejected.append(item)
+                running[partition] = max(running.get(partition, 0), offset + 1)
+        events_start, rejected_start = events_end, rejected_end
+    return events, rejected, redelivered
 
 
 def apply_decoded(
@@ -129,11 +161,18 @@ def apply_decoded(
 ) -> BatchOutcome:
     """apply_batch for records decoded beforehand: the same outcome, without decoding again."""
     stored = state.next_offsets
-    if not batch.in_order or any(o < stored.get(p, 0) for p, o in batch.first_offsets.items()):
-        return apply_batch(state, batch.records, already_applied)  # redeliveries: record by record
-    fresh = batch.events
+    if batch.in_order and all(o >= stored.get(p, 0) for p, o in batch.first_offsets.items()):
+        fresh, rejected, redelivered = batch.events, batch.rejected, 0  # the common case
+        offsets = {**stored, **batch.next_offsets}
+    else:
+        fresh, rejected, redelivered = _not_redelivered(batch, stored)
+        offsets = dict(stored)
+        for ev in fresh:
+            offsets[ev[5]] = ev[6] + 1
+        for item in rejected:
+            offsets[item.record.partition] = max(offsets.get(item.record.partition, 0), item.record.offset + 1)
     seen = already_applied([ev[0] for ev in fresh])
-    outcome = BatchOutcome(state, rejected=batch.rejected)
+    outcome = BatchOutcome(state, redelivered=redelivered, rejected=rejected)
     applied = outcome.applied
     duplicates = outcome.duplicates
     total = state.total
@@ -145,7 +184,7 @@ def apply_decoded(
         seen.add(rid)
         total += ev[3]
         applied.append(ev)
-    outcome.state = LedgerState(total, state.applied + len(applied), {**stored, **batch.next_offsets})
+    outcome.state = LedgerState(total, state.applied + len(applied), offsets)
     return outcome
 
 
