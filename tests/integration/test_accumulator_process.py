@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
+from sumflow.adapters.audit_log import AuditPosition
 from tests.support.event_records import event_value
 from tests.support.http_client import http_get
 
@@ -187,3 +188,60 @@ def test_missing_database_with_existing_audit_is_refused(setup):
     (state_dir / "state.db").unlink()
     refused = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "state database is missing" in refused.stderr
+
+
+def test_state_of_the_previous_release_schema_v1_is_migrated_and_continues(setup):
+    """A state directory written by the first release (state.db schema version 1) opens: same total,
+    count, offsets and de-duplication window; new events are applied, repeats of old ids are not."""
+    import sqlite3
+
+    from sumflow.adapters.audit_log import AuditLog, audit_lines
+    from sumflow.adapters.total_file import write_total_file
+    from sumflow.domain.ledger import LedgerState
+    from tests.support.ledger_v1 import write_v1_state
+
+    env, start, _, state_dir = setup
+    topic = env["SUMFLOW_TOPIC"]
+    producer = KafkaProducer(bootstrap_servers=env["SUMFLOW_KAFKA_BOOTSTRAP"], acks="all")
+    try:
+        # what the previous release consumed and committed: 40 events of partition 0
+        old_ids = [str(uuid.uuid4()) for _ in range(40)]
+        for i, rid in enumerate(old_ids):
+            producer.send(topic, value=event_value(rid, i, 3, produced_at_ms=1_700_000_000_000 + i), partition=0)
+        producer.flush(30)
+        now = time.time()
+        applied = [(rid, i, 3, i + 3, 1_700_000_000_000 + i, 0, i) for i, rid in enumerate(old_ids)]
+        audit = AuditLog(state_dir / "audit", 64 << 20, 10)
+        audit.recover(AuditPosition(1, 0))
+        position = audit.append([audit_lines(applied, now)])
+        audit.close()
+        total = sum(i + 3 for i in range(40))
+        rows = [(i + 1, rid, a, b, r, p, o, now, at) for i, (rid, a, b, r, at, p, o) in enumerate(applied)]
+        write_v1_state(state_dir / "state.db", [(total, 40, {0: 40}, (position.segment, position.size), now, rows)])
+        write_total_file(state_dir, LedgerState(total, 40, {0: 40}), now)
+
+        proc = start()
+        proc.wait_ready()
+        assert json.loads(proc.get("/api/total")[1]) == {"total": total, "applied": 40}
+        newest = json.loads(proc.get("/api/summations?limit=3")[1])["summations"]
+        assert [(s["request_id"], s["offset"], s["result"]) for s in newest] == [
+            (old_ids[i], i, i + 3) for i in (39, 38, 37)
+        ]
+        # the adder re-published three old ids (crash after the ack), then ten new events
+        for rid in old_ids[:3]:
+            producer.send(topic, value=event_value(rid, 1, 3), partition=1)
+        for i in range(10):
+            producer.send(topic, value=event_value(str(uuid.uuid4()), 100 + i, 3), partition=1)
+            total += 103 + i
+        producer.flush(30)
+        assert proc.wait_applied(50) == {"total": total, "applied": 50}
+        metrics = proc.get("/metrics")[1].decode()
+        assert "sumflow_accumulator_duplicates_dropped_total 3.0" in metrics
+        assert proc.terminate() == 0
+    finally:
+        producer.close(5)
+    conn = sqlite3.connect(state_dir / "state.db")
+    try:
+        assert conn.execute("SELECT schema_version, applied FROM ledger").fetchone() == (2, 50)
+    finally:
+        conn.close()

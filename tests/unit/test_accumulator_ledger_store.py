@@ -57,7 +57,7 @@ def test_failed_transaction_rolls_back_everything(tmp_path):
     store.open(create=True)
     store.commit_batch(LedgerState(5, 1, {0: 1}), _rows(1, 1, 10.0), AuditPosition(1, 10), 10.0)
     dup = _rows(2, 2, 11.0)
-    bad = [*dup, (4, None, 0, 0, 0, 0, 0, 11.0, 0)]  # NOT NULL request_id violation after two good rows
+    bad = [*dup, (4, str(uuid.uuid4()), None, 0, 0, 0, 0, 11.0, 0)]  # NOT NULL `first` after two good rows
     with pytest.raises(sqlite3.IntegrityError):
         store.commit_batch(LedgerState(99, 3, {0: 3}), bad, AuditPosition(1, 99), 11.0)
     loaded = store.load()
@@ -122,7 +122,8 @@ def test_database_without_our_tables_is_refused(tmp_path):
     conn.execute("CREATE TABLE other (x)")
     conn.commit()
     conn.close()
-    with pytest.raises(StateCorrupt, match="missing tables applied_events, ledger, offsets"):
+    missing = "missing tables applied_batches, applied_ids, ledger, offsets, recent_events"
+    with pytest.raises(StateCorrupt, match=missing):
         _store(tmp_path).open(create=False)
 
 

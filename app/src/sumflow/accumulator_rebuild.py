@@ -28,6 +28,7 @@ from sumflow.bootstrap_accumulator import lock_state_dir, new_audit_log, new_sto
 from sumflow.config import AccumulatorConfig
 from sumflow.domain.events import InvalidEvent, decode_event
 from sumflow.domain.ledger import LedgerState
+from sumflow.domain.summation import InvalidRequest, canonical_request_id
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ def _audit_event(doc: dict[str, Any]) -> tuple[str, Event] | None:
     except KeyError:
         return None
     if not isinstance(request_id, str) or any(type(v) is not int for v in values):
+        return None
+    try:
+        request_id = canonical_request_id(request_id)  # the window stores ids as UUID bytes
+    except InvalidRequest:
         return None
     return request_id, values  # type: ignore[return-value]
 

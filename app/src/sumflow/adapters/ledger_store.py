@@ -1,12 +1,18 @@
 """The accumulator's durable state in SQLite: one transaction per polled batch.
 
-Tables:
+Tables (schema version 2):
 - `ledger` (one row): total (TEXT, may exceed int64), applied count, audit position, updated_at.
 - `offsets`: next offset to read per partition.
-- `applied_events`: the applied events of the de-duplication window; `request_id` is unique (the
-  window lookup) and `seq` (the event's applied ordinal) orders /api/summations newest first.
-WAL mode with synchronous=FULL: a returned commit is on disk. Rows older than the window or beyond
+- `applied_ids`: the de-duplication window, one row per applied event: `seq` (the event's applied
+  ordinal) and `request_id` as the UUID's 16 bytes, unique (the window lookup). Small rows, and a
+  batch's ids are inserted in key order: the id index is the one random-access structure per event.
+- `applied_batches`: `first_seq` and `applied_at` of each committed batch (time-based pruning).
+- `recent_events`: the newest RECENT_EVENTS full rows (request_id as text), for /api/summations.
+WAL mode with synchronous=FULL: a returned commit is on disk. Ids older than the window or beyond
 its maximum size are pruned in the same transactions.
+
+Version 1 (the first release) kept every window event as a full row in `applied_events` with a
+TEXT unique request_id; `open` migrates such a file to version 2 in one transaction.
 
 A file that is not a SQLite database, fails `PRAGMA quick_check`, or lacks the tables raises
 StateCorrupt: the caller refuses to start (never resets the total to 0).
@@ -16,7 +22,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +31,13 @@ from sumflow.adapters.audit_log import AuditPosition
 from sumflow.domain.ledger import LedgerState
 
 STATE_DB_NAME = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+RECENT_EVENTS = 1000  # /api/summations serves at most this many (entrypoints.accumulator_app.MAX_LIMIT)
 _LOOKUP_CHUNK = 900
-_TABLES = {"ledger", "offsets", "applied_events"}
+_TABLES = {"ledger", "offsets", "applied_ids", "applied_batches", "recent_events"}
+_TABLES_V1 = {"ledger", "offsets", "applied_events"}
 
-_SCHEMA = """
+_LEDGER = """
 CREATE TABLE ledger (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     schema_version INTEGER NOT NULL,
@@ -42,9 +51,20 @@ CREATE TABLE offsets (
     partition INTEGER PRIMARY KEY,
     next_offset INTEGER NOT NULL
 );
-CREATE TABLE applied_events (
+"""
+
+_WINDOW_V2 = """
+CREATE TABLE applied_ids (
     seq INTEGER PRIMARY KEY,
-    request_id TEXT NOT NULL UNIQUE,
+    request_id BLOB NOT NULL UNIQUE
+);
+CREATE TABLE applied_batches (
+    first_seq INTEGER PRIMARY KEY,
+    applied_at REAL NOT NULL
+);
+CREATE TABLE recent_events (
+    seq INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
     first INTEGER NOT NULL,
     second INTEGER NOT NULL,
     result INTEGER NOT NULL,
@@ -53,8 +73,43 @@ CREATE TABLE applied_events (
     applied_at REAL NOT NULL,
     produced_at_ms INTEGER NOT NULL
 );
-INSERT INTO ledger VALUES (1, 1, '0', 0, 1, 0, 0);
 """
+
+_SCHEMA = (
+    _LEDGER
+    + _WINDOW_V2
+    + """
+INSERT INTO ledger VALUES (1, 2, '0', 0, 1, 0, 0);
+"""
+)
+
+# Version 1 -> 2, one transaction: the window's ids as 16-byte keys (inserted in key order), one
+# applied_batches row per distinct applied_at (all rows of a batch share it), the newest rows.
+_MIGRATE_V1_TO_V2 = (
+    "INSERT INTO applied_ids(seq, request_id)"
+    " SELECT seq, sumflow_uuid_bytes(request_id) FROM applied_events ORDER BY request_id",
+    "INSERT INTO applied_batches(first_seq, applied_at) SELECT min(seq), applied_at FROM applied_events"
+    " GROUP BY applied_at",
+    'INSERT INTO recent_events(seq, request_id, first, second, result, partition, "offset", applied_at,'
+    ' produced_at_ms) SELECT seq, request_id, first, second, result, partition, "offset", applied_at,'
+    " produced_at_ms FROM applied_events ORDER BY seq DESC LIMIT :recent",
+    "DROP TABLE applied_events",
+    "UPDATE ledger SET schema_version = 2 WHERE id = 1",
+)
+
+
+def id_bytes(request_id: str) -> bytes:
+    """A canonical request id (lower-case, hyphenated UUID) as the 16 bytes stored in applied_ids."""
+    return bytes.fromhex(request_id.replace("-", ""))
+
+
+def id_text(key: bytes) -> str:
+    return str(uuid.UUID(bytes=key))
+
+
+def _uuid_bytes_sql(text: str) -> bytes:
+    """For the v1 migration: v1 stored canonical ids, but any UUID spelling maps to its bytes."""
+    return uuid.UUID(text).bytes
 
 
 class StateCorrupt(RuntimeError):
@@ -121,6 +176,7 @@ class LedgerStore:
             conn.execute("PRAGMA synchronous = FULL")
             if existed:
                 _check_integrity(conn, self.path)
+                _migrate(conn, self.path)
             else:
                 conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
             self._conn = conn
@@ -153,30 +209,33 @@ class LedgerStore:
     # -- the consumer thread ---------------------------------------------------------------------
 
     def already_applied(self, request_ids: Sequence[str]) -> set[str]:
-        """The ids among `request_ids` applied within the window."""
+        """The ids among `request_ids` (canonical) applied within the window."""
         conn = self._writer()
         found: set[str] = set()
-        unique = list(dict.fromkeys(request_ids))
+        keys = {id_bytes(rid): rid for rid in request_ids}
+        unique = list(keys)
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT request_id FROM applied_events WHERE request_id IN ({marks})"  # noqa: S608
-            found.update(r for (r,) in conn.execute(query, chunk))
+            query = f"SELECT request_id FROM applied_ids WHERE request_id IN ({marks})"  # noqa: S608
+            found.update(keys[r] for (r,) in conn.execute(query, chunk))
         return found
 
     def commit_batch(
         self,
         state: LedgerState,
-        rows: Iterable[tuple[int, str, int, int, int, int, int, float, int]],
+        rows: Sequence[tuple[int, str, int, int, int, int, int, float, int]],
         audit: AuditPosition,
         now: float,
     ) -> None:
-        """Commit total, count, offsets, applied rows, audit position and pruning in ONE transaction.
+        """Commit total, count, offsets, window ids, newest rows, audit position and pruning in ONE transaction.
 
         `rows` are (seq, request_id, first, second, result, partition, offset, applied_at,
-        produced_at_ms). On any error the transaction is rolled back and the error re-raised.
+        produced_at_ms), ascending seq, canonical request ids. On any error the transaction is
+        rolled back and the error re-raised.
         """
         conn = self._writer()
+        ids = sorted([(id_bytes(row[1]), row[0]) for row in rows])  # key order: each index page once
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -189,11 +248,16 @@ class LedgerStore:
                 " ON CONFLICT(partition) DO UPDATE SET next_offset = excluded.next_offset",
                 list(state.next_offsets.items()),
             )
-            conn.executemany(
-                'INSERT OR REPLACE INTO applied_events(seq, request_id, first, second, result, partition, "offset",'
-                " applied_at, produced_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            if rows:
+                conn.executemany("INSERT OR REPLACE INTO applied_ids(request_id, seq) VALUES (?, ?)", ids)
+                conn.execute(
+                    "INSERT OR REPLACE INTO applied_batches(first_seq, applied_at) VALUES (?, ?)", (rows[0][0], now)
+                )
+                conn.executemany(
+                    'INSERT OR REPLACE INTO recent_events(seq, request_id, first, second, result, partition, "offset",'
+                    " applied_at, produced_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows[-RECENT_EVENTS:],
+                )
             self._prune(conn, state.applied, now)
             conn.execute("COMMIT")
         except BaseException:
@@ -202,16 +266,19 @@ class LedgerStore:
             raise
 
     def _prune(self, conn: sqlite3.Connection, last_seq: int, now: float) -> None:
-        conn.execute("DELETE FROM applied_events WHERE seq <= ?", (last_seq - self.window_max_ids,))
+        by_count = last_seq - self.window_max_ids  # ids up to here are beyond the maximum size
         first_kept = conn.execute(
-            "SELECT seq FROM applied_events WHERE applied_at >= ? ORDER BY seq LIMIT 1",
+            "SELECT first_seq FROM applied_batches WHERE applied_at >= ? ORDER BY first_seq LIMIT 1",
             (now - self.window_seconds,),
         ).fetchone()
-        limit = first_kept[0] if first_kept else last_seq + 1
-        conn.execute("DELETE FROM applied_events WHERE seq < ?", (limit,))
+        by_time = first_kept[0] if first_kept else last_seq + 1  # ids before here are too old
+        limit = max(by_count + 1, by_time)
+        conn.execute("DELETE FROM applied_ids WHERE seq < ?", (limit,))
+        conn.execute("DELETE FROM applied_batches WHERE first_seq < ?", (by_time,))
+        conn.execute("DELETE FROM recent_events WHERE seq < ?", (max(limit, last_seq - RECENT_EVENTS + 1),))
 
     def window_size(self) -> int:
-        return self._writer().execute("SELECT count(*) FROM applied_events").fetchone()[0]
+        return self._writer().execute("SELECT count(*) FROM applied_ids").fetchone()[0]
 
     def checkpoint(self) -> None:
         self._writer().execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -230,7 +297,7 @@ class LedgerStore:
             self._readers.conn = conn
         rows = conn.execute(
             'SELECT seq, request_id, first, second, result, partition, "offset", applied_at, produced_at_ms'
-            " FROM applied_events ORDER BY seq DESC LIMIT ?",
+            " FROM recent_events ORDER BY seq DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [AppliedRow(*row) for row in rows]
@@ -253,5 +320,28 @@ def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
         raise StateCorrupt(f"{path}: integrity check failed: {'; '.join(result[:3])}")
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     missing = _TABLES - tables
-    if missing:
+    if missing and not tables >= _TABLES_V1:  # a complete version 1 file is migrated by _migrate
         raise StateCorrupt(f"{path}: missing tables {', '.join(sorted(missing))}")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring a version 1 file to version 2 in one transaction (a crash leaves version 1 intact)."""
+    row = conn.execute("SELECT schema_version FROM ledger WHERE id = 1").fetchone()
+    if row is None or row[0] != 1:
+        return  # the current version, or load() names what is wrong
+    conn.create_function("sumflow_uuid_bytes", 1, _uuid_bytes_sql, deterministic=True)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _WINDOW_V2.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        for statement in _MIGRATE_V1_TO_V2:
+            conn.execute(statement, {"recent": RECENT_EVENTS} if ":recent" in statement else {})
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if _TABLES - tables:
+        raise StateCorrupt(f"{path}: migration to schema version 2 left tables missing")
