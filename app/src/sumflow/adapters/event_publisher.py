@@ -41,6 +41,7 @@ class ProducerSettings:
     delivery_timeout_seconds: float
     retries: int
     linger_ms: int
+    max_in_flight: int = 5  # produce requests in flight per connection (idempotence keeps order up to 5)
     client_id: str = "sumflow-adder"
 
 
@@ -156,7 +157,7 @@ class EventPublisher:
                 request_timeout_ms=request_ms,
                 max_block_ms=delivery_ms,
                 linger_ms=settings.linger_ms,
-                max_in_flight_requests_per_connection=5,
+                max_in_flight_requests_per_connection=settings.max_in_flight,
                 reconnect_backoff_ms=50,
                 reconnect_backoff_max_ms=1000,
                 bootstrap_timeout_ms=int(attempt_timeout_seconds * 1000),

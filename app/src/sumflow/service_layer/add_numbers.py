@@ -11,7 +11,6 @@ retry with the same id can publish; nothing is recorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import secrets
@@ -32,6 +31,7 @@ from sumflow.domain.idempotency import Decision, DedupeRecord, RecordState, deci
 from sumflow.domain.summation import AddCommand
 from sumflow.observability.metrics import AdderMetrics
 from sumflow.observability.tracing import kafka_headers
+from sumflow.service_layer.loop_mailbox import LoopMailbox, settle_future
 
 # How long a waiter polls a record owned by another process: starts short, doubles to the cap.
 _POLL_FIRST_SECONDS = 0.002
@@ -101,6 +101,7 @@ class AddNumbersHandler:
         # that a same-process repeat never mistakes a just-claimed record for a dead owner's.
         self._live: dict[str, _InFlight] = {}
         self._live_lock = threading.Lock()
+        self._mailboxes: dict[asyncio.AbstractEventLoop, LoopMailbox] = {}
 
     def add(self, cmd: AddCommand, deadline: float | None = None) -> AddResult:
         """Run one call; `deadline` is a time.monotonic() instant or None (no client deadline)."""
@@ -173,9 +174,19 @@ class AddNumbersHandler:
 
     async def _await_claim(self, request_id: str, record: DedupeRecord) -> bool:
         loop = asyncio.get_running_loop()
+        mailbox = self._mailbox(loop)
         future: asyncio.Future[bool] = loop.create_future()
-        self._store.claim_later(request_id, record, lambda claimed, error: _resolve_soon(loop, future, claimed, error))
+        self._store.claim_later(
+            request_id, record, lambda claimed, error: mailbox.post(settle_future, future, claimed, error)
+        )
         return await future
+
+    def _mailbox(self, loop: asyncio.AbstractEventLoop) -> LoopMailbox:
+        """The mailbox of `loop` (one per loop; the adder has one)."""
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            mailbox = self._mailboxes.setdefault(loop, LoopMailbox(loop))
+        return mailbox
 
     async def _publish_async(self, cmd: AddCommand, record: DedupeRecord, deadline: float | None) -> AddResult:
         request_id = cmd.request_id
@@ -184,10 +195,13 @@ class AddNumbersHandler:
             with self._publish_span(request_id) as span:
                 delivery = self._send(cmd)
                 loop = asyncio.get_running_loop()
+                mailbox = self._mailbox(loop)
                 acked: asyncio.Future[bool] = loop.create_future()
-                delivery.on_resolved(lambda error: _resolve_soon(loop, acked, True, error))
+                delivery.on_resolved(lambda error: mailbox.post(settle_future, acked, True, error))
+                # A timer handle, not asyncio.wait_for (which wraps the future in one more task).
+                timer = loop.call_later(max(0.0, self._ack_budget(deadline)), _time_out, acked)
                 try:
-                    await asyncio.wait_for(acked, max(0.0, self._ack_budget(deadline)))
+                    await acked
                 except PublishFailed as exc:
                     outcome_owned = True
                     self._refuse_failed(request_id, record, exc, span)
@@ -199,6 +213,8 @@ class AddNumbersHandler:
                     outcome_owned = True
                     self._leave_to_delivery(request_id, record, delivery)
                     raise
+                finally:
+                    timer.cancel()
                 if self._metrics is not None:
                     self._observe_produce(delivery.latency_seconds, span)
             outcome_owned = True
@@ -363,18 +379,7 @@ class AddNumbersHandler:
             self._metrics.dedupe.labels(outcome).inc()
 
 
-def _resolve_soon(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], value: object, error: BaseException | None
-) -> None:
-    """From any thread: resolve `future` on its loop (unless it was cancelled meanwhile)."""
-
-    def apply() -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-        loop.call_soon_threadsafe(apply)
+def _time_out(future: asyncio.Future[Any]) -> None:
+    """On the loop: the acknowledgement budget is spent."""
+    if not future.done():
+        future.set_exception(TimeoutError())
