@@ -113,7 +113,7 @@ def processes(tmp_path: Path) -> Iterator[list[AdderProcess]]:
 def test_serves_health_reflection_metrics_and_stops_cleanly_on_sigterm(
     adder_env: dict[str, str], tmp_path: Path, processes: list[AdderProcess]
 ) -> None:
-    adder = AdderProcess(adder_env, tmp_path / "adder.log")
+    adder = AdderProcess({**adder_env, "SUMFLOW_ACCESS_LOG": "all"}, tmp_path / "adder.log")
     processes.append(adder)
     adder.start()
 

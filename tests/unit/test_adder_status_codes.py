@@ -5,6 +5,7 @@ the real producer is covered by tests/integration/test_adder_*.py on a real brok
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -226,3 +227,15 @@ def test_pending_record_of_a_live_owner_past_the_deadline_is_deadline_exceeded(a
     assert adder.code_of(rid, 1, 1, timeout=0.4) == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 3
     assert adder.publisher.sent == []
+
+
+def test_by_default_only_calls_answered_with_another_status_than_ok_are_logged(
+    adder: Adder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sumflow.adder")
+    rid = str(uuid.uuid4())
+    adder.add(rid, 1, 2)
+    adder.add(rid, 1, 2)  # a duplicate is answered OK too
+    assert adder.code_of(rid, 1, 3) == grpc.StatusCode.ALREADY_EXISTS
+    logged = [(r.request_id, r.code, r.outcome) for r in caplog.records if r.getMessage() == "AddNumbers"]
+    assert logged == [(rid, "ALREADY_EXISTS", "conflict")]

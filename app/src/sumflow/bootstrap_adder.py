@@ -104,6 +104,7 @@ def build_adder(
                 delivery_timeout_seconds=cfg.publish_timeout_seconds,
                 retries=cfg.producer_retries,
                 linger_ms=cfg.producer_linger_ms,
+                max_in_flight=cfg.producer_max_in_flight,
                 client_id=f"sumflow-adder-{cfg.common.service_instance}-{os.getpid()}",
             ),
             attempts=bootstrap_attempts,
@@ -122,7 +123,11 @@ def build_adder(
     )
     servicer_kind = AioSumServicer if cfg.server_kind == "aio" else SumServicer
     servicer = servicer_kind(
-        handler, metrics=metrics, tracer=tracer if tracing_on else None, extract_trace_context=tracing_on
+        handler,
+        metrics=metrics,
+        tracer=tracer if tracing_on else None,
+        extract_trace_context=tracing_on,
+        log_every_call=cfg.access_log == "all",
     )
     try:
         grpc_server: GrpcServer | AioGrpcServer

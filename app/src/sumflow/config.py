@@ -40,8 +40,10 @@ class AdderConfig:
     publish_timeout_seconds: float  # retry budget for one event (Kafka delivery timeout)
     producer_retries: int
     producer_linger_ms: int
+    producer_max_in_flight: int
     pending_timeout_seconds: float  # a pending de-dupe record older than this may be taken over
     server_kind: str = "aio"  # SUMFLOW_ADDER_SERVER: "aio" (grpc.aio event loop) or "sync" (thread pool)
+    access_log: str = "failures"  # SUMFLOW_ACCESS_LOG: "all" calls or only "failures" (status other than OK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +164,10 @@ def load_adder_config(environ: Mapping[str, str] | None = None) -> AdderConfig:
         publish_timeout_seconds=env.float("SUMFLOW_PUBLISH_TIMEOUT_SECONDS", 10.0, 0.5, 300.0),
         producer_retries=env.int("SUMFLOW_PRODUCER_RETRIES", 5, 0, 100),
         producer_linger_ms=env.int("SUMFLOW_PRODUCER_LINGER_MS", 1, 0, 1000),
+        producer_max_in_flight=env.int("SUMFLOW_PRODUCER_MAX_IN_FLIGHT", 5, 1, 5),
         pending_timeout_seconds=env.float("SUMFLOW_PENDING_TIMEOUT_SECONDS", 30.0, 1.0, 3600.0),
         server_kind=env.choice("SUMFLOW_ADDER_SERVER", "aio", ("aio", "sync")),
+        access_log=env.choice("SUMFLOW_ACCESS_LOG", "failures", ("all", "failures")),
     )
 
 
