@@ -43,7 +43,7 @@ class AdderConfig:
     producer_max_in_flight: int
     pending_timeout_seconds: float  # a pending de-dupe record older than this may be taken over
     server_kind: str = "aio"  # SUMFLOW_ADDER_SERVER: "aio" (grpc.aio event loop) or "sync" (thread pool)
-    access_log: str = "failures"  # SUMFLOW_ACCESS_LOG: "all" calls or only "failures" (status other than OK)
+    access_log: str = "failures"  # SUMFLOW_ACCESS_LOG: "all" calls, or "failures" (not OK) and traced calls
 
 
 @dataclass(frozen=True, slots=True)
