@@ -131,3 +131,16 @@ def test_missing_database_is_not_created_unless_asked(tmp_path):
     with pytest.raises(StateCorrupt, match="missing"):
         _store(tmp_path).open(create=False)
     assert not state_db_path(tmp_path).exists()
+
+
+def test_window_lookup_across_statement_sizes(tmp_path):
+    """Lookups are padded to power-of-two statements and split beyond 8192 ids: same answers."""
+    store = _store(tmp_path, max_ids=100_000)
+    store.open(create=True)
+    rows = _rows(1, 9000, 1000.0)
+    store.commit_batch(LedgerState(1, 9000, {0: 9000}), rows, AuditPosition(1, 0), 1000.0)
+    ids = [r[1] for r in rows]
+    unknown = [str(uuid.uuid4()) for _ in range(500)]
+    for asked in (ids[:1], ids[:17], ids[5:8200] + unknown, ids + unknown, unknown):
+        assert store.already_applied(asked) == set(asked) - set(unknown)
+    store.close()
