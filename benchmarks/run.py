@@ -108,6 +108,27 @@ def bare_server(processes: int, run_dir: Path) -> Iterator[str]:
         yield target
 
 
+# The floor servers (benchmarks/floor_adder.py): the least work the mandated libraries allow per call.
+FLOORS = {
+    "diskcache only": ["--no-kafka"],
+    "kafka-python only": ["--no-dedupe"],
+    "diskcache + kafka-python": [],
+}
+
+
+@contextlib.contextmanager
+def floor_server(broker: Broker, run_dir: Path, label: str, flags: list[str]) -> Iterator[str]:
+    target = f"127.0.0.1:{free_port()}"
+    topic = broker.new_topic("floor", 1)
+    state = run_dir / f"floor-{uuid.uuid4().hex[:8]}"
+    argv = [sys.executable, "-m", "benchmarks.floor_adder", "--listen", target, "--bootstrap", broker.bootstrap]
+    argv += ["--topic", topic, "--dir", str(state), *flags]
+    name = "floor-" + label.replace(" ", "").replace("+", "-")
+    server = CommandProcess(name, argv, run_dir, ready=lambda: grpc_answers(target), cwd=REPO)
+    with server.running(timeout=30):
+        yield target
+
+
 def ladder(target: str, duration: float, processes: int, pid: int | None = None) -> dict[str, Any]:
     """ghz at each concurrency level (closed model, fresh UUID per call)."""
     run_ghz(target, concurrency=16, duration_s=2, connections=16)  # warm-up
@@ -124,10 +145,18 @@ def ladder(target: str, duration: float, processes: int, pid: int | None = None)
     return out
 
 
-def phase_throughput(broker: Broker, run_dir: Path, processes: int, duration: float, partitions: int) -> dict[str, Any]:
+def phase_throughput(
+    broker: Broker, run_dir: Path, processes: int, duration: float, partitions: int, floor: bool = True
+) -> dict[str, Any]:
     log(f"bare gRPC adding server, {processes} process(es)")
     with bare_server(processes, run_dir) as target:
         bare = ladder(target, duration, processes)
+    floors: dict[str, dict[str, Any]] = {}
+    if processes == 1 and floor:
+        for label, flags in FLOORS.items():
+            log(f"floor server, 1 process: {label}")
+            with floor_server(broker, run_dir, label, flags) as target:
+                floors[label] = ladder(target, duration, processes)
     log(f"sumflow-adder, {processes} process(es), persistent dedupe + acks=all")
     topic = broker.new_topic("adder", partitions)
     port, metrics_port = free_port(), free_port()
@@ -149,6 +178,7 @@ def phase_throughput(broker: Broker, run_dir: Path, processes: int, duration: fl
         "bare": bare,
         "adder": real,
         "ratio_vs_bare": ratio,
+        "floor": floors,
         "adder_ready_s": round(ready_s, 3),
         "adder_rss_idle_mib": round(idle, 1),
         "adder_stop_s": adder.stop_s,
@@ -156,10 +186,49 @@ def phase_throughput(broker: Broker, run_dir: Path, processes: int, duration: fl
     }
 
 
+LOW_RATE = 400  # calls/s for the second fixed-rate run (below the adder's capacity here)
+
+
+def fixed_rate(target: str, http_port: int, rate: int, duration: float, adder_pid: int, acc_pid: int) -> dict[str, Any]:
+    """ghz at a fixed rate (open model) with the freshness probe beside it."""
+    log(f"fixed {rate} calls/s for {duration}s with the freshness probe")
+    probe = FreshnessProbe(target, http_port, budget_s=duration)
+    result: dict[str, LoadResult] = {}
+    load = threading.Thread(
+        target=lambda: result.setdefault(
+            "ghz", run_ghz(target, concurrency=128, duration_s=duration, connections=16, rps=rate)
+        )
+    )
+    with RssSampler(adder_pid) as adder_rss, RssSampler(acc_pid) as acc_rss:
+        load.start()
+        probe.start()
+        load.join(duration + 90)
+        probe.join(30)
+    if probe.error is not None:
+        raise RuntimeError(f"freshness probe failed: {probe.error!r}")
+    fixed = result["ghz"]
+    samples = sorted(probe.samples_ms)
+    out = {
+        **fixed.as_dict(),
+        "rate": rate,
+        "freshness_samples": len(samples),
+        "freshness_timeouts": probe.timeouts,
+        "freshness_p50_ms": round(statistics.median(samples), 2) if samples else None,
+        "freshness_p99_ms": round(samples[min(len(samples) - 1, int(0.99 * len(samples)))], 2) if samples else None,
+        "adder_rss_peak_mib": round(adder_rss.peak, 1),
+        "accumulator_rss_peak_mib": round(acc_rss.peak, 1),
+    }
+    log(
+        f"  {rate}/s: {fixed.rps:.0f} calls/s p99={fixed.p99_ms:.1f}ms err={fixed.errors}; freshness "
+        f"p50={out['freshness_p50_ms']}ms p99={out['freshness_p99_ms']}ms (n={len(samples)})"
+    )
+    return out
+
+
 def phase_pipeline(
     broker: Broker, run_dir: Path, processes: int, duration: float, rest_duration: int, partitions: int
 ) -> dict[str, Any]:
-    """Fixed 1,000 calls/s with a freshness probe, then REST GET /api/total with wrk."""
+    """Fixed 1,000 (then LOW_RATE) calls/s with a freshness probe, then REST GET /api/total with wrk."""
     topic = broker.new_topic("pipeline", partitions)
     port, metrics_port, http_port = free_port(), free_port(), free_port()
     adder = Service(
@@ -176,37 +245,9 @@ def phase_pipeline(
         out["accumulator_rss_idle_mib"] = round(max_process_rss_mib(acc.pid), 1)
         target = f"127.0.0.1:{port}"
         wait_grpc(target)
-        log(f"fixed 1000 calls/s for {duration}s with the freshness probe")
-        probe = FreshnessProbe(target, http_port, budget_s=duration)
-        result: dict[str, LoadResult] = {}
-        load = threading.Thread(
-            target=lambda: result.setdefault(
-                "ghz", run_ghz(target, concurrency=128, duration_s=duration, connections=16, rps=1000)
-            )
-        )
-        with RssSampler(adder.pid) as adder_rss, RssSampler(acc.pid) as acc_rss:
-            load.start()
-            probe.start()
-            load.join(duration + 90)
-            probe.join(30)
-        if probe.error is not None:
-            raise RuntimeError(f"freshness probe failed: {probe.error!r}")
-        fixed = result["ghz"]
-        samples = sorted(probe.samples_ms)
-        out["fixed_rate"] = {
-            **fixed.as_dict(),
-            "freshness_samples": len(samples),
-            "freshness_timeouts": probe.timeouts,
-            "freshness_p50_ms": round(statistics.median(samples), 2) if samples else None,
-            "freshness_p99_ms": round(samples[min(len(samples) - 1, int(0.99 * len(samples)))], 2) if samples else None,
-            "adder_rss_peak_mib": round(adder_rss.peak, 1),
-            "accumulator_rss_peak_mib": round(acc_rss.peak, 1),
-        }
-        log(
-            f"  1000/s: {fixed.rps:.0f} calls/s p99={fixed.p99_ms:.1f}ms err={fixed.errors}; freshness "
-            f"p50={out['fixed_rate']['freshness_p50_ms']}ms p99={out['fixed_rate']['freshness_p99_ms']}ms "
-            f"(n={len(samples)})"
-        )
+        out["fixed_rate"] = fixed_rate(target, http_port, 1000, duration, adder.pid, acc.pid)
+        # The same below the adder's capacity on this machine: latency without queueing.
+        out["fixed_rate_low"] = fixed_rate(target, http_port, LOW_RATE, duration, adder.pid, acc.pid)
         rest: dict[str, Any] = {}
         for conns in (16, 64):
             with RssSampler(acc.pid) as rss:
@@ -335,6 +376,18 @@ def table(results: dict[str, Any]) -> str:
                     verdict(a["rps"] >= t["adder_rps_min"] and tp["ratio_vs_bare"][c] >= t["adder_vs_bare_min"]),
                 )
             )
+        for label, levels in tp.get("floor", {}).items():
+            for c in map(str, CONCURRENCY):
+                f, b = levels[c], tp["bare"][c]
+                rows.append(
+                    (
+                        f"floor P=1 c={c}: {label}",
+                        lat(f),
+                        f"ratio vs bare {f['rps'] / b['rps'] if b['rps'] else 0:.2f}, "
+                        f"adder/floor {tp['adder'][c]['rps'] / f['rps'] if f['rps'] else 0:.2f}",
+                        "(bound)",
+                    )
+                )
         rows.append(
             (
                 f"adder P={procs} ready / RSS",
@@ -365,6 +418,17 @@ def table(results: dict[str, Any]) -> str:
                 verdict(fr["freshness_p99_ms"] is not None and fr["freshness_p99_ms"] <= t["freshness_p99_ms_max"]),
             )
         )
+        low = pipe.get("fixed_rate_low")
+        if low:
+            rows.append(
+                (
+                    f"fixed {low['rate']} calls/s",
+                    lat(low),
+                    f"freshness p50 {fmt(low['freshness_p50_ms'], 'ms', 1)} p99 {fmt(low['freshness_p99_ms'], 'ms', 1)}"
+                    f" (n={low['freshness_samples']})",
+                    "(below capacity)",
+                )
+            )
         for conns, r in pipe["rest_total"].items():
             rows.append(
                 (
@@ -444,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         help="extra environment for the services, e.g. BENCH_SWITCHINTERVAL=0.0005 (repeatable)",
     )
     parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor servers (benchmarks/floor_adder.py) at P=1"
+    )
+    parser.add_argument(
         "--compare-crc", action="store_true", help="catch-up also with kafka-python's pure-Python CRC (before/after)"
     )
     args = parser.parse_args(argv)
@@ -483,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                         results,
                         f"throughput P={p}",
                         lambda p=p: results["throughput"].__setitem__(
-                            p, phase_throughput(broker, run_dir, int(p), duration, args.partitions)
+                            p, phase_throughput(broker, run_dir, int(p), duration, args.partitions, not args.no_floor)
                         ),
                     )
             if "pipeline" in phases:
