@@ -171,21 +171,7 @@ def apply_decoded(
             offsets[ev[5]] = ev[6] + 1
         for item in rejected:
             offsets[item.record.partition] = max(offsets.get(item.record.partition, 0), item.record.offset + 1)
-    seen = already_applied([ev[0] for ev in fresh])
-    outcome = BatchOutcome(state, redelivered=redelivered, rejected=rejected)
-    applied = outcome.applied
-    duplicates = outcome.duplicates
-    total = state.total
-    for ev in fresh:
-        rid = ev[0]
-        if rid in seen:
-            duplicates.append(ev)
-            continue
-        seen.add(rid)
-        total += ev[3]
-        applied.append(ev)
-    outcome.state = LedgerState(total, state.applied + len(applied), offsets)
-    return outcome
+    return _count_once(state, fresh, offsets, already_applied, rejected=rejected, redelivered=redelivered)
 
 
 def apply_batch(
@@ -210,6 +196,19 @@ def apply_batch(
             fresh.append(new(AppliedEvent, (*decode_fields(record.value), partition, offset)))
         except InvalidEvent as exc:
             rejected.append(Rejected(record, str(exc) or "invalid"))
+    return _count_once(state, fresh, offsets, already_applied, rejected=rejected, redelivered=redelivered)
+
+
+def _count_once(
+    state: LedgerState,
+    fresh: Sequence[AppliedEvent],
+    offsets: dict[int, int],
+    already_applied: Callable[[list[str]], set[str]],
+    *,
+    rejected: list[Rejected],
+    redelivered: int,
+) -> BatchOutcome:
+    """The outcome of applying `fresh` in order: ids inside the window or earlier in the batch are duplicates."""
     seen = already_applied([ev[0] for ev in fresh])
     outcome = BatchOutcome(state, redelivered=redelivered, rejected=rejected)
     applied = outcome.applied
