@@ -25,30 +25,8 @@ import diskcache
 import grpc
 from kafka import KafkaProducer
 
+from sumflow.service_layer.loop_mailbox import LoopMailbox, settle_future
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
-
-
-class _Mailbox:
-    """Results from other threads handed to the loop with one call_soon_threadsafe per burst."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._done: list[tuple[asyncio.Future[bool], bool]] = []
-
-    def post(self, future: asyncio.Future[bool], value: bool = True) -> None:
-        with self._lock:
-            self._done.append((future, value))
-            if len(self._done) > 1:
-                return
-        self._loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        with self._lock:
-            done, self._done = self._done, []
-        for future, value in done:
-            if not future.done():  # the client may have cancelled meanwhile
-                future.set_result(value)
 
 
 class _Writes:
@@ -59,7 +37,7 @@ class _Writes:
         self._cache = cache
         self._cond = threading.Condition()
         self._queued: list[tuple[str, Any, asyncio.Future[bool] | None]] = []
-        self._mailbox: _Mailbox | None = None
+        self._mailbox: LoopMailbox | None = None
         if cache is not None:
             threading.Thread(target=self._run, name="floor-writer", daemon=True).start()
 
@@ -69,7 +47,7 @@ class _Writes:
                 future.set_result(True)
             return
         if future is not None and self._mailbox is None:
-            self._mailbox = _Mailbox(asyncio.get_running_loop())
+            self._mailbox = LoopMailbox(asyncio.get_running_loop())
         with self._cond:
             self._queued.append((key, value, future))
             if len(self._queued) == 1:
@@ -91,7 +69,7 @@ class _Writes:
                         claimed.append((future, bool(self._cache.add(key, value, expire=86400))))
             for future, added in claimed:
                 assert self._mailbox is not None
-                self._mailbox.post(future, added)
+                self._mailbox.post(settle_future, future, added, None)
 
 
 class FloorSum(sum_pb2_grpc.SumServiceServicer):
@@ -99,7 +77,7 @@ class FloorSum(sum_pb2_grpc.SumServiceServicer):
         self._writes = writes
         self._producer = producer
         self._topic = topic
-        self._acks: _Mailbox | None = None
+        self._acks: LoopMailbox | None = None
 
     async def AddNumbers(self, request: sum_pb2.AddNumbersRequest, context: Any) -> sum_pb2.AddNumbersResponse:
         loop = asyncio.get_running_loop()
@@ -110,7 +88,7 @@ class FloorSum(sum_pb2_grpc.SumServiceServicer):
         await claimed
         if self._producer is not None:
             if self._acks is None:
-                self._acks = _Mailbox(loop)
+                self._acks = LoopMailbox(loop)
             acks = self._acks
             acked: asyncio.Future[bool] = loop.create_future()
             value = b'{"request_id":"%s","result":%d,"produced_at_ms":%d}' % (
@@ -118,7 +96,9 @@ class FloorSum(sum_pb2_grpc.SumServiceServicer):
                 result,
                 int(time.time() * 1000),
             )
-            self._producer.send(self._topic, value=value, key=rid.encode()).add_callback(lambda _m: acks.post(acked))
+            self._producer.send(self._topic, value=value, key=rid.encode()).add_callback(
+                lambda _m: acks.post(settle_future, acked, True, None)
+            )
             await acked
         self._writes.queue(rid, (request.first_number, request.second_number, result, "done"), None)
         return sum_pb2.AddNumbersResponse(request_id=rid, result=result)

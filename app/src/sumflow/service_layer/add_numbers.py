@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import NoReturn, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -199,7 +199,9 @@ class AddNumbersHandler:
                 acked: asyncio.Future[bool] = loop.create_future()
                 delivery.on_resolved(lambda error: mailbox.post(settle_future, acked, True, error))
                 # A timer handle, not asyncio.wait_for (which wraps the future in one more task).
-                timer = loop.call_later(max(0.0, self._ack_budget(deadline)), _time_out, acked)
+                timer = loop.call_later(
+                    max(0.0, self._ack_budget(deadline)), settle_future, acked, None, TimeoutError()
+                )
                 try:
                     await acked
                 except PublishFailed as exc:
@@ -377,9 +379,3 @@ class AddNumbersHandler:
     def _count(self, outcome: str) -> None:
         if self._metrics is not None:
             self._metrics.dedupe.labels(outcome).inc()
-
-
-def _time_out(future: asyncio.Future[Any]) -> None:
-    """On the loop: the acknowledgement budget is spent."""
-    if not future.done():
-        future.set_exception(TimeoutError())
