@@ -3,6 +3,7 @@
 # (as root, or through sudo), and does nothing when everything is there.
 #   scripts/install-system-deps.sh run   # make run: Java for the broker, Maven to fetch it, venv
 #   scripts/install-system-deps.sh all   # make test: also Prometheus, nspawn hosts, vagrant, wrk
+#   scripts/install-system-deps.sh vagrant  # make test-vagrant: also libvirt + QEMU for real VMs
 set -euo pipefail
 profile="${1:-all}"
 
@@ -10,14 +11,23 @@ run_packages=(make git curl ca-certificates python3 python3-venv openjdk-17-jre-
 test_packages=(
     prometheus prometheus-node-exporter             # real Prometheus/promtool/node_exporter in tests
     systemd-container debootstrap nftables iproute2 # booted Debian containers for Molecule
-    vagrant                                         # `vagrant validate` of the Vagrantfile
+    # `vagrant validate` of the Vagrantfile needs a provider: --no-install-recommends below would
+    # drop vagrant-libvirt (only Recommended by vagrant), so it is named here.
+    vagrant vagrant-libvirt
     wrk                                             # HTTP benchmark load
     nodejs                                          # runs the k6 scripts against stand-in modules
+)
+# Real VMs under libvirt (QEMU; software emulation where nested KVM cannot boot a stock kernel), and
+# what building the Debian box from Debian packages needs.
+vagrant_packages=(
+    libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables
+    ebtables e2fsprogs
 )
 case "$profile" in
     run) packages=("${run_packages[@]}") ;;
     all) packages=("${run_packages[@]}" "${test_packages[@]}") ;;
-    *) echo "usage: $0 [run|all]" >&2; exit 2 ;;
+    vagrant) packages=("${run_packages[@]}" "${test_packages[@]}" "${vagrant_packages[@]}") ;;
+    *) echo "usage: $0 [run|all|vagrant]" >&2; exit 2 ;;
 esac
 
 missing=()
