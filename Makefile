@@ -4,13 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: lint-ansible kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
+.PHONY: deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
 
 # Debian/Ubuntu packages (installed only when missing, as root or through sudo).
 deps:
 	@scripts/install-system-deps.sh all
 deps-run:
 	@scripts/install-system-deps.sh run
+deps-vagrant:
+	@scripts/install-system-deps.sh vagrant
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt app/pyproject.toml
@@ -88,6 +90,17 @@ test-observability: venv
 # docs/molecule.md). Always tears the hosts, bridge and NAT down, also on failure or Ctrl-C.
 test-deploy: venv
 	scripts/nspawn/molecule-test.sh test
+
+# A Debian 12 box for vagrant-libvirt built from Debian packages (no box download), added as
+# sumflow/debian12. Cached: a second run does nothing.
+vagrant-box: deps-vagrant
+	scripts/vagrant/build-box.sh
+
+# The user's `vagrant up` on real VMs (QEMU software emulation here: slow, so not part of `make test`),
+# checked from the host (units, AddNumbers -> /api/total, Prometheus targets, k6, second provision
+# changes nothing), then destroyed; always cleans up. KAFKA_NODES=3 for the three-node layout.
+test-vagrant: deps-vagrant venv
+	scripts/vagrant/test.sh
 
 # Benchmarks (never part of `make test`): real broker + services driven by ghz/wrk, baselines in the
 # same run; prints a table, writes benchmarks/results/latest.json. BENCH_ARGS="--quick" for a smoke run.

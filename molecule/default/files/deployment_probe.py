@@ -6,6 +6,8 @@
         duplicate with the same result, and the total does not move again.
     deployment_probe.py topics --bootstrap HOST:PORT --topic NAME=PARTITIONS ...
         Every topic exists with exactly that many partitions, each with a leader.
+    deployment_probe.py targets --prometheus http://HOST:PORT --expect N [--timeout S]
+        Prometheus has at least N active scrape targets, every one of them up.
 
 Runs with the controller's Python (the repo venv: grpcio, kafka-python and the sumflow stubs).
 Prints one JSON line with what it saw; exits non-zero with the reason on any mismatch.
@@ -118,6 +120,24 @@ def probe_topics(bootstrap: str, expected: dict[str, int], timeout: float) -> di
         admin.close()
 
 
+def probe_targets(prometheus: str, expect: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            active = _get_json(f"{prometheus}/api/v1/targets?state=active", timeout=5)["data"]["activeTargets"]
+        except OSError as exc:
+            active, error = [], str(exc)
+        else:
+            error = ""
+        health = {t["scrapeUrl"]: t["health"] for t in active}
+        down = {url: h for url, h in health.items() if h != "up"}
+        if len(health) >= expect and not down:
+            return {"targets_up": sorted(health)}
+        if time.monotonic() > deadline:
+            raise ProbeError(f"{len(health)} targets (expected at least {expect}), not up: {down} {error}")
+        time.sleep(2)
+
+
 def _topic_spec(text: str) -> tuple[str, int]:
     name, _, partitions = text.partition("=")
     if not name or not partitions.isdigit():
@@ -137,10 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     topics.add_argument("--bootstrap", required=True)
     topics.add_argument("--topic", type=_topic_spec, action="append", required=True)
     topics.add_argument("--timeout", type=float, default=60.0)
+    targets = commands.add_parser("targets")
+    targets.add_argument("--prometheus", required=True, help="base URL of Prometheus")
+    targets.add_argument("--expect", type=int, required=True, help="fewest active targets")
+    targets.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     try:
         if args.command == "flow":
             result = probe_flow(args.adder, args.accumulator, args.timeout, args.settle)
+        elif args.command == "targets":
+            result = probe_targets(args.prometheus, args.expect, args.timeout)
         else:
             result = probe_topics(args.bootstrap, dict(args.topic), args.timeout)
     except ProbeError as exc:
