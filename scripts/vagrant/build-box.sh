@@ -18,7 +18,7 @@ require_root
 
 BOX_PACKAGES="${BOX_PACKAGES:-systemd,systemd-sysv,systemd-resolved,dbus,linux-image-amd64,openssh-server,sudo,python3,python3-apt,python3-venv,iproute2,ca-certificates,procps,acl,tar,gzip,systemd-timesyncd,openjdk-17-jre-headless,curl,rsync}"
 BOX_DISK_GB="${BOX_DISK_GB:-12}"
-BOX_RECIPE=v1
+BOX_RECIPE=v2
 key="$(printf '%s|%s|%s|%s' "$BOX_SUITE" "$BOX_PACKAGES" "$BOX_DISK_GB" "$BOX_RECIPE" | sha256sum | cut -c1-12)"
 work="$VAGRANT_CACHE/vagrant-box/$key"
 box_file="$work/sumflow-debian12.box"
@@ -69,7 +69,9 @@ systemctl enable systemd-networkd.service systemd-resolved.service ssh.service
 # DHCP lease: dbus's machine id must be the same file).
 rm -f /etc/ssh/ssh_host_*
 mkdir -p /etc/systemd/system/ssh.service.d
-printf '[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n' >/etc/systemd/system/ssh.service.d/host-keys.conf
+# Keys first, then Debian's own config test (a drop-in's ExecStartPre would run after that test).
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+  >/etc/systemd/system/ssh.service.d/host-keys.conf
 : >/etc/machine-id
 rm -f /var/lib/dbus/machine-id
 ln -s /etc/machine-id /var/lib/dbus/machine-id
@@ -124,5 +126,9 @@ vagrant box add --force --name "$SUMFLOW_BOX_NAME" --provider libvirt "$box_file
 libvirt_up
 for vol in $(virsh -q vol-list "$LIBVIRT_POOL" 2>/dev/null | awk '{print $1}' | grep -F "${SUMFLOW_BOX_NAME//\//-VAGRANTSLASH-}_vagrant_box_image" || true); do
   virsh -q vol-delete --pool "$LIBVIRT_POOL" "$vol" >/dev/null 2>&1 || true
+done
+# Boxes of older recipes are not used again.
+for old in "$VAGRANT_CACHE"/vagrant-box/* "$BOX_KERNEL_ROOT"/*; do
+  [[ -d "$old" && "$(basename "$old")" != "$key" ]] && rm -rf "$old"
 done
 log "box $SUMFLOW_BOX_NAME ($key) ready"
