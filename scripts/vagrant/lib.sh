@@ -41,6 +41,11 @@ libvirt_up() {
       "$d" -d
       echo "$d" >>"$LIBVIRT_STARTED_FILE"
     fi
+    # Each daemon must answer on its socket before the next one (or a VM) needs it.
+    local sock="/run/libvirt/$d-sock"
+    [[ "$d" == libvirtd ]] && sock=/run/libvirt/libvirt-sock
+    for _ in $(seq 50); do [[ -S "$sock" ]] && pgrep -x "$d" >/dev/null && break; sleep 0.2; done
+    pgrep -x "$d" >/dev/null || die "$d did not start"
   done
   for _ in $(seq 50); do virsh -q version >/dev/null 2>&1 && break; sleep 0.2; done
   virsh -q version >/dev/null 2>&1 || die "libvirtd does not answer"
@@ -48,13 +53,23 @@ libvirt_up() {
     virsh -q pool-define-as "$LIBVIRT_POOL" dir --target "$LIBVIRT_POOL_DIR" >/dev/null
     virsh -q pool-build "$LIBVIRT_POOL" >/dev/null
   fi
-  virsh -q pool-info "$LIBVIRT_POOL" | grep -q 'State: *running' || virsh -q pool-start "$LIBVIRT_POOL" >/dev/null
+  pool_running() { virsh -q pool-info "$LIBVIRT_POOL" 2>/dev/null | grep -q '^State: *running'; }
+  # A restarted libvirtd may still be re-activating the pool: "already active" is fine.
+  local _
+  for _ in $(seq 20); do
+    pool_running && break
+    virsh -q pool-start "$LIBVIRT_POOL" >/dev/null 2>&1 || sleep 0.5
+  done
+  pool_running || die "storage pool $LIBVIRT_POOL is not running"
 }
 
 # Stop the daemons libvirt_up started (none that were already running).
 libvirt_down() {
   [[ -f "$LIBVIRT_STARTED_FILE" ]] || return 0
   local d
-  for d in $(tac "$LIBVIRT_STARTED_FILE"); do pkill -x "$d" 2>/dev/null || true; done
+  for d in $(tac "$LIBVIRT_STARTED_FILE"); do
+    pkill -x "$d" 2>/dev/null || true
+    for _ in $(seq 50); do pgrep -x "$d" >/dev/null || break; sleep 0.2; done
+  done
   rm -f "$LIBVIRT_STARTED_FILE"
 }
