@@ -7,7 +7,9 @@ Alloy turns `level` and `service` into Loki labels; trace_id links a line to its
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import math
 import sys
 from typing import Any
 
@@ -41,7 +43,30 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc, default=str).decode()
+        return to_json_line(doc)
+
+
+def to_json_line(doc: dict[str, Any]) -> str:
+    """One JSON object, whatever the values hold: keys that are not strings (a partition number, a
+    tuple) become their str(), values JSON cannot hold become their str(). Never raises."""
+    try:
+        return orjson.dumps(doc, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # a key orjson cannot turn into a string (tuple), an int beyond 64 bits, deep nesting
+        return json.dumps(_plain(doc, depth=0), ensure_ascii=False, allow_nan=False)
+
+
+def _plain(value: Any, depth: int) -> Any:
+    if depth > 32:
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): _plain(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item, depth + 1) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
 
 
 def setup_logging(service: str, level: str) -> None:
