@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
+.PHONY: config-docs deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
 
 # Debian/Ubuntu packages (installed only when missing, as root or through sudo).
 deps:
@@ -77,6 +77,10 @@ test-fuzz: venv
 # Grafana/Loki/Tempo/Alloy/Prometheus templates rendered with the real variables and checked.
 test-render: venv
 	$(PYTEST) tests/deploy
+
+# docs/configuration.md from app/src/sumflow/config.py (a unit test fails when the committed file differs).
+config-docs: venv
+	$(PY) scripts/config_docs.py
 
 # Dashboards as code: regenerate observability/grafana/dashboards/*.json from observability/dashgen.
 dashboards: venv

@@ -62,18 +62,20 @@ class AccumulatorConfig:
 
 
 class _Env:
+    """Reads one setting at a time; `doc` says what it does (the configuration reference shows it)."""
+
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
-    def str(self, name: str, default: str) -> str:
+    def str(self, name: str, default: str, doc: str, shown: str | None = None, accepts: str = "text") -> str:
         value = self._env.get(name, "").strip()
         return value or default
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: str, doc: str) -> str | None:
         value = self._env.get(name, "").strip()
         return value or None
 
-    def int(self, name: str, default: int, minimum: int, maximum: int) -> int:
+    def int(self, name: str, default: int, minimum: int, maximum: int, doc: str) -> int:
         raw = self._env.get(name, "").strip()
         if not raw:
             return default
@@ -85,7 +87,7 @@ class _Env:
             raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
         return value
 
-    def float(self, name: str, default: float, minimum: float, maximum: float) -> float:
+    def float(self, name: str, default: float, minimum: float, maximum: float, doc: str) -> float:
         raw = self._env.get(name, "").strip()
         if not raw:
             return default
@@ -97,21 +99,70 @@ class _Env:
             raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
         return value
 
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.str(name, default)
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], doc: str) -> str:
+        value = self._env.get(name, "").strip() or default
         if value not in allowed:
             raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
         return value
 
-    def listen(self, name: str, default: str) -> str:
-        value = self.str(name, default)
+    def listen(self, name: str, default: str, doc: str) -> str:
+        value = self._env.get(name, "").strip() or default
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"{name}={value!r}: expected HOST:PORT (e.g. 0.0.0.0:8080, [::]:8080)")
         return value
 
-    def path(self, name: str, default: str) -> Path:
-        return Path(self.str(name, default)).expanduser()
+    def path(self, name: str, default: str, doc: str, shown: str | None = None) -> Path:
+        return Path(self.str(name, default, doc)).expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One environment variable as the loaders read it: the configuration reference's row."""
+
+    name: str
+    default: str  # as a reader should see it ("unset", "the host name", ...)
+    accepts: str  # what a valid value looks like
+    doc: str
+
+
+class _Recorder(_Env):
+    """An empty environment that notes every setting a loader reads, in order (defaults returned)."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.settings: list[Setting] = []
+
+    def _note(self, name: str, default: object, accepts: str, doc: str) -> None:
+        self.settings.append(Setting(name, str(default), accepts, doc))
+
+    def str(self, name: str, default: str, doc: str, shown: str | None = None, accepts: str = "text") -> str:
+        self._note(name, f"`{default}`" if shown is None else shown, accepts, doc)
+        return default
+
+    def optional(self, name: str, doc: str) -> str | None:
+        self._note(name, "unset", "text", doc)
+        return None
+
+    def int(self, name: str, default: int, minimum: int, maximum: int, doc: str) -> int:
+        self._note(name, f"`{default}`", f"integer {minimum}..{maximum}", doc)
+        return default
+
+    def float(self, name: str, default: float, minimum: float, maximum: float, doc: str) -> float:
+        self._note(name, f"`{default:g}`", f"number {minimum:g}..{maximum:g}", doc)
+        return default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], doc: str) -> str:
+        self._note(name, f"`{default}`", " or ".join(f"`{a}`" for a in allowed), doc)
+        return default
+
+    def listen(self, name: str, default: str, doc: str) -> str:
+        self._note(name, f"`{default}`", "HOST:PORT (port 0: any free port)", doc)
+        return default
+
+    def path(self, name: str, default: str, doc: str, shown: str | None = None) -> Path:
+        self._note(name, f"`{default}`" if shown is None else shown, "directory path", doc)
+        return Path(default)
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -121,22 +172,35 @@ def split_listen(value: str) -> tuple[str, int]:
 
 
 def _common(env: _Env) -> CommonConfig:
-    bootstrap = tuple(b.strip() for b in env.str("SUMFLOW_KAFKA_BOOTSTRAP", "localhost:9092").split(",") if b.strip())
+    bootstrap_raw = env.str(
+        "SUMFLOW_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka brokers to connect to", accepts="HOST:PORT[,HOST:PORT...]"
+    )
+    bootstrap = tuple(b.strip() for b in bootstrap_raw.split(",") if b.strip())
     for broker in bootstrap:
         host, sep, port = broker.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ConfigError(f"SUMFLOW_KAFKA_BOOTSTRAP: {broker!r} is not HOST:PORT")
-    topic = env.str("SUMFLOW_TOPIC", "summation")
+    topic = env.str("SUMFLOW_TOPIC", "summation", "the event topic", accepts="Kafka topic name")
     _check_topic("SUMFLOW_TOPIC", topic)
-    level = env.str("SUMFLOW_LOG_LEVEL", "INFO").upper()
+    level = env.str(
+        "SUMFLOW_LOG_LEVEL",
+        "INFO",
+        "least severe level logged (JSON lines on stdout)",
+        accepts=" ".join(f"`{lvl}`" for lvl in LOG_LEVELS),
+    ).upper()
     if level not in LOG_LEVELS:
         raise ConfigError(f"SUMFLOW_LOG_LEVEL={level!r}: expected one of {', '.join(LOG_LEVELS)}")
     return CommonConfig(
         kafka_bootstrap=bootstrap,
         topic=topic,
         log_level=level,
-        otlp_endpoint=env.optional("SUMFLOW_OTLP_ENDPOINT"),
-        service_instance=env.str("SUMFLOW_INSTANCE", os.uname().nodename),
+        otlp_endpoint=env.optional("SUMFLOW_OTLP_ENDPOINT", "OTLP/gRPC endpoint for traces; unset: no tracing"),
+        service_instance=env.str(
+            "SUMFLOW_INSTANCE",
+            os.uname().nodename,
+            "`service.instance.id` of traces and the Kafka client id",
+            shown="the host name",
+        ),
     )
 
 
@@ -150,44 +214,136 @@ def _state_default(sub: str) -> str:
     return str(Path(os.environ.get("STATE_DIRECTORY", "/var/lib/sumflow")) / sub)
 
 
+def _state_shown(sub: str) -> str:
+    return f"`$STATE_DIRECTORY/{sub}` (systemd's `StateDirectory=`), else `/var/lib/sumflow/{sub}`"
+
+
 def load_adder_config(environ: Mapping[str, str] | None = None) -> AdderConfig:
-    env = _Env(os.environ if environ is None else environ)
+    return _adder(_Env(os.environ if environ is None else environ))
+
+
+def _adder(env: _Env) -> AdderConfig:
     return AdderConfig(
         common=_common(env),
-        grpc_listen=env.listen("SUMFLOW_GRPC_LISTEN", "0.0.0.0:50051"),
-        metrics_listen=env.listen("SUMFLOW_METRICS_LISTEN", "0.0.0.0:9464"),
-        dedupe_dir=env.path("SUMFLOW_DEDUPE_DIR", _state_default("dedupe")),
-        dedupe_ttl_seconds=env.int("SUMFLOW_DEDUPE_TTL_SECONDS", 86400, 1, 365 * 86400),
-        dedupe_size_limit_bytes=env.int("SUMFLOW_DEDUPE_SIZE_LIMIT_BYTES", 1 << 30, 1 << 20, 1 << 40),
-        grpc_workers=env.int("SUMFLOW_GRPC_WORKERS", 64, 1, 1024),
-        processes=env.int("SUMFLOW_ADDER_PROCESSES", 1, 1, 64),
-        publish_timeout_seconds=env.float("SUMFLOW_PUBLISH_TIMEOUT_SECONDS", 10.0, 0.5, 300.0),
-        producer_retries=env.int("SUMFLOW_PRODUCER_RETRIES", 5, 0, 100),
-        producer_linger_ms=env.int("SUMFLOW_PRODUCER_LINGER_MS", 1, 0, 1000),
-        producer_max_in_flight=env.int("SUMFLOW_PRODUCER_MAX_IN_FLIGHT", 5, 1, 5),
-        pending_timeout_seconds=env.float("SUMFLOW_PENDING_TIMEOUT_SECONDS", 30.0, 1.0, 3600.0),
-        server_kind=env.choice("SUMFLOW_ADDER_SERVER", "aio", ("aio", "sync")),
-        access_log=env.choice("SUMFLOW_ACCESS_LOG", "failures", ("all", "failures")),
+        grpc_listen=env.listen("SUMFLOW_GRPC_LISTEN", "0.0.0.0:50051", "gRPC address (not port 0 with processes > 1)"),
+        metrics_listen=env.listen(
+            "SUMFLOW_METRICS_LISTEN", "0.0.0.0:9464", "Prometheus `/metrics` (OpenMetrics with exemplars when asked)"
+        ),
+        dedupe_dir=env.path(
+            "SUMFLOW_DEDUPE_DIR", _state_default("dedupe"), "the de-dupe store (diskcache)", _state_shown("dedupe")
+        ),
+        dedupe_ttl_seconds=env.int(
+            "SUMFLOW_DEDUPE_TTL_SECONDS", 86400, 1, 365 * 86400, "how long a request id is remembered"
+        ),
+        dedupe_size_limit_bytes=env.int(
+            "SUMFLOW_DEDUPE_SIZE_LIMIT_BYTES", 1 << 30, 1 << 20, 1 << 40, "size limit of the de-dupe store"
+        ),
+        grpc_workers=env.int(
+            "SUMFLOW_GRPC_WORKERS",
+            64,
+            1,
+            1024,
+            "`sync`: gRPC handler threads per process; `aio`: threads for the blocking path (repeated ids)",
+        ),
+        processes=env.int(
+            "SUMFLOW_ADDER_PROCESSES", 1, 1, 64, "above 1: a supervisor and N workers sharing the port (SO_REUSEPORT)"
+        ),
+        publish_timeout_seconds=env.float(
+            "SUMFLOW_PUBLISH_TIMEOUT_SECONDS",
+            10.0,
+            0.5,
+            300.0,
+            "Kafka delivery timeout of one event (retry budget); then the call is `UNAVAILABLE`",
+        ),
+        producer_retries=env.int("SUMFLOW_PRODUCER_RETRIES", 5, 0, 100, "producer retries inside that budget"),
+        producer_linger_ms=env.int("SUMFLOW_PRODUCER_LINGER_MS", 1, 0, 1000, "producer batching delay"),
+        producer_max_in_flight=env.int(
+            "SUMFLOW_PRODUCER_MAX_IN_FLIGHT",
+            5,
+            1,
+            5,
+            "produce requests in flight per broker connection (idempotence keeps order)",
+        ),
+        pending_timeout_seconds=env.float(
+            "SUMFLOW_PENDING_TIMEOUT_SECONDS",
+            30.0,
+            1.0,
+            3600.0,
+            "a pending de-dupe record older than this may be taken over by a retry",
+        ),
+        server_kind=env.choice(
+            "SUMFLOW_ADDER_SERVER",
+            "aio",
+            ("aio", "sync"),
+            "`aio`: grpc.aio servicer on one event loop; `sync`: thread-pool servicer",
+        ),
+        access_log=env.choice(
+            "SUMFLOW_ACCESS_LOG",
+            "failures",
+            ("all", "failures"),
+            "`failures`: a JSON line per call answered with a status other than OK and per traced call; "
+            "`all`: every call",
+        ),
     )
 
 
 def load_accumulator_config(environ: Mapping[str, str] | None = None) -> AccumulatorConfig:
-    env = _Env(os.environ if environ is None else environ)
+    return _accumulator(_Env(os.environ if environ is None else environ))
+
+
+def _accumulator(env: _Env) -> AccumulatorConfig:
     common = _common(env)
-    dlq = env.str("SUMFLOW_DLQ_TOPIC", "summation.dlq")
+    dlq = env.str(
+        "SUMFLOW_DLQ_TOPIC",
+        "summation.dlq",
+        "dead-letter topic for invalid events (must differ from `SUMFLOW_TOPIC`)",
+        accepts="Kafka topic name",
+    )
     _check_topic("SUMFLOW_DLQ_TOPIC", dlq)
     if dlq == common.topic:
         raise ConfigError("SUMFLOW_DLQ_TOPIC must differ from SUMFLOW_TOPIC")
     return AccumulatorConfig(
         common=common,
-        http_listen=env.listen("SUMFLOW_HTTP_LISTEN", "0.0.0.0:8080"),
-        state_dir=env.path("SUMFLOW_STATE_DIR", _state_default("accumulator")),
-        consumer_group=env.str("SUMFLOW_CONSUMER_GROUP", "sumflow-accumulator"),
+        http_listen=env.listen("SUMFLOW_HTTP_LISTEN", "0.0.0.0:8080", "REST API, `/healthz`, `/readyz`, `/metrics`"),
+        state_dir=env.path(
+            "SUMFLOW_STATE_DIR",
+            _state_default("accumulator"),
+            "state.db, total.json, the audit log and the lock file",
+            _state_shown("accumulator"),
+        ),
+        consumer_group=env.str(
+            "SUMFLOW_CONSUMER_GROUP",
+            "sumflow-accumulator",
+            "consumer group told the position (for lag tools; the state holds the real offsets)",
+        ),
         dlq_topic=dlq,
-        applied_window_seconds=env.int("SUMFLOW_APPLIED_WINDOW_SECONDS", 900, 1, 7 * 86400),
-        applied_window_max_ids=env.int("SUMFLOW_APPLIED_WINDOW_MAX_IDS", 2_000_000, 1000, 100_000_000),
-        audit_max_bytes=env.int("SUMFLOW_AUDIT_MAX_BYTES", 64 << 20, 4096, 1 << 40),
-        audit_keep_files=env.int("SUMFLOW_AUDIT_KEEP_FILES", 10, 1, 10_000),
-        max_poll_records=env.int("SUMFLOW_MAX_POLL_RECORDS", 5000, 1, 100_000),
-        http_threads=env.int("SUMFLOW_HTTP_THREADS", 8, 1, 256),
+        applied_window_seconds=env.int(
+            "SUMFLOW_APPLIED_WINDOW_SECONDS",
+            900,
+            1,
+            7 * 86400,
+            "how long applied request ids are kept to drop a repeated event",
+        ),
+        applied_window_max_ids=env.int(
+            "SUMFLOW_APPLIED_WINDOW_MAX_IDS", 2_000_000, 1000, 100_000_000, "most request ids kept in that window"
+        ),
+        audit_max_bytes=env.int(
+            "SUMFLOW_AUDIT_MAX_BYTES", 64 << 20, 4096, 1 << 40, "audit log segment size before rotation"
+        ),
+        audit_keep_files=env.int("SUMFLOW_AUDIT_KEEP_FILES", 10, 1, 10_000, "newest audit segments kept"),
+        max_poll_records=env.int("SUMFLOW_MAX_POLL_RECORDS", 5000, 1, 100_000, "most records per poll (one batch)"),
+        http_threads=env.int("SUMFLOW_HTTP_THREADS", 8, 1, 256, "waitress threads serving HTTP"),
     )
+
+
+def describe_settings() -> dict[str, list[Setting]]:
+    """Every setting each service reads, in reading order: {"both": ..., "adder": ..., "accumulator": ...}."""
+    recorded = {}
+    for service, loader in (("both", _common), ("adder", _adder), ("accumulator", _accumulator)):
+        recorder = _Recorder()
+        loader(recorder)
+        recorded[service] = recorder.settings
+    common = {setting.name for setting in recorded["both"]}
+    for service in ("adder", "accumulator"):
+        recorded[service] = [setting for setting in recorded[service] if setting.name not in common]
+    return recorded
