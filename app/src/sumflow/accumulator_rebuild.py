@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sumflow.adapters.audit_log import AuditPosition, audit_line, list_segments, read_audit
 from sumflow.adapters.ledger_store import state_db_path
@@ -38,6 +38,32 @@ Event = tuple[int, int, int, int, int, int]
 
 class RebuildError(RuntimeError):
     pass
+
+
+class RebuildProgress(Protocol):
+    """Told what the rebuild reads: a phase ("audit", "topic") with its record count, then records read."""
+
+    def phase(self, name: str, total: int) -> None: ...
+
+    def advance(self, records: int) -> None: ...
+
+
+class NoProgress:
+    def phase(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, records: int) -> None:
+        pass
+
+
+def count_audit_lines(directory: Path) -> int:
+    """Complete lines in every audit segment (the audit phase's total), read in 1 MiB blocks."""
+    count = 0
+    for _, path in list_segments(directory):
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                count += block.count(b"\n")
+    return count
 
 
 @dataclass
@@ -83,7 +109,13 @@ def _truncate_torn_tail(directory: Path) -> AuditPosition:
     return AuditPosition(number, keep)
 
 
-def _read_topic(config: AccumulatorConfig, events: dict[str, Event], report: RebuildReport, timeout: float) -> None:
+def _read_topic(
+    config: AccumulatorConfig,
+    events: dict[str, Event],
+    report: RebuildReport,
+    timeout: float,
+    progress: RebuildProgress,
+) -> None:
     from kafka import KafkaConsumer, TopicPartition
 
     common = config.common
@@ -102,7 +134,9 @@ def _read_topic(config: AccumulatorConfig, events: dict[str, Event], report: Reb
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+        starts = {tp.partition: off for tp, off in consumer.beginning_offsets(tps).items()}
         report.next_offsets = dict(ends)
+        progress.phase("topic", sum(ends[p] - starts.get(p, 0) for p in ends))
         deadline = time.monotonic() + timeout
         remaining = {tp for tp in tps if consumer.position(tp) < ends[tp.partition]}
         while remaining:
@@ -110,9 +144,11 @@ def _read_topic(config: AccumulatorConfig, events: dict[str, Event], report: Reb
                 raise RebuildError(f"reading the topic took longer than {timeout:.0f}s")
             for tp, messages in consumer.poll(timeout_ms=500).items():
                 end = ends[tp.partition]
+                read = 0
                 for m in messages:
                     if m.offset >= end:
                         break
+                    read += 1
                     try:
                         ev = decode_event(m.value)
                     except InvalidEvent:
@@ -128,16 +164,23 @@ def _read_topic(config: AccumulatorConfig, events: dict[str, Event], report: Reb
                             ev.produced_at_ms,
                         )
                         report.from_kafka += 1
+                progress.advance(read)
             remaining = {tp for tp in remaining if consumer.position(tp) < ends[tp.partition]}
     finally:
         consumer.close(autocommit=False)
 
 
-def rebuild(config: AccumulatorConfig, *, use_kafka: bool = True, timeout: float = 600.0) -> RebuildReport:
+def rebuild(
+    config: AccumulatorConfig,
+    *,
+    use_kafka: bool = True,
+    timeout: float = 600.0,
+    progress: RebuildProgress | None = None,
+) -> RebuildReport:
     state_dir = config.state_dir
     lock = lock_state_dir(state_dir)
     try:
-        return _rebuild_locked(config, use_kafka=use_kafka, timeout=timeout)
+        return _rebuild_locked(config, use_kafka=use_kafka, timeout=timeout, progress=progress or NoProgress())
     finally:
         lock.close()
 
@@ -157,7 +200,9 @@ def move_aside(state_dir: Path) -> list[str]:
     return moved
 
 
-def _rebuild_locked(config: AccumulatorConfig, *, use_kafka: bool, timeout: float) -> RebuildReport:
+def _rebuild_locked(
+    config: AccumulatorConfig, *, use_kafka: bool, timeout: float, progress: RebuildProgress
+) -> RebuildReport:
     state_dir = config.state_dir
     report = RebuildReport()
     audit = new_audit_log(config)
@@ -165,7 +210,9 @@ def _rebuild_locked(config: AccumulatorConfig, *, use_kafka: bool, timeout: floa
     position = _truncate_torn_tail(audit.directory)
     events: dict[str, Event] = {}
     audit_next: dict[int, int] = {}
+    progress.phase("audit", count_audit_lines(audit.directory))
     for doc in read_audit(audit.directory):
+        progress.advance(1)
         parsed = _audit_event(doc)
         if parsed is None:
             report.invalid_skipped += 1
@@ -177,7 +224,7 @@ def _rebuild_locked(config: AccumulatorConfig, *, use_kafka: bool, timeout: floa
     report.from_audit = len(events)
     in_audit = len(events)
     if use_kafka:
-        _read_topic(config, events, report, timeout)
+        _read_topic(config, events, report, timeout, progress)
         for partition, offset in audit_next.items():  # never go back behind what the audit holds
             report.next_offsets[partition] = max(report.next_offsets.get(partition, 0), offset)
     else:

@@ -12,9 +12,10 @@ import sys
 import threading
 from types import FrameType
 
-USAGE = """usage: sumflow-accumulator            run the service (configured by SUMFLOW_* environment variables)
-       sumflow-accumulator rebuild [--audit-only]
-                                  rebuild state.db from the audit log and the Kafka topic (service stopped)"""
+DESCRIPTION = (
+    "Run the REST accumulator until SIGTERM or SIGINT, or rebuild its state. Exit status: 0 after a clean stop, "
+    "2 on a configuration error or bad arguments, 1 when the state cannot be trusted or is in use."
+)
 
 
 def _err(message: str) -> None:
@@ -22,18 +23,23 @@ def _err(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args in (["-h"], ["--help"]):
-        print(USAGE)
-        return 0
-    if args and args[0] == "rebuild":
-        if set(args[1:]) - {"--audit-only"}:
-            _err(f"unknown arguments {' '.join(args[1:])}\n{USAGE}")
-            return 2
-        return _rebuild(audit_only="--audit-only" in args[1:])
-    if args:
-        _err(f"unknown arguments {' '.join(args)}\n{USAGE}")
-        return 2
+    from sumflow.entrypoints.service_args import service_parser
+
+    parser = service_parser("sumflow-accumulator", "accumulator", DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", metavar="{rebuild}")
+    rebuild = commands.add_parser(
+        "rebuild",
+        help="rebuild state.db from the audit log and the Kafka topic (service stopped)",
+        description="Rebuild state.db from the audit log and the Kafka topic (service stopped). "
+        "Progress goes to stderr, the result to stdout.",
+    )
+    rebuild.add_argument("--audit-only", action="store_true", help="read only the audit log (the topic is gone)")
+    rebuild.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    args = parser.parse_args(argv)
+    if args.command == "rebuild":
+        from sumflow.entrypoints.rebuild_command import run_rebuild
+
+        return run_rebuild("sumflow-accumulator", audit_only=args.audit_only, progress=not args.no_progress)
     return _serve()
 
 
@@ -87,32 +93,6 @@ def _serve() -> int:
         accumulator.stop()
         shutdown_tracing()
     return code
-
-
-def _rebuild(*, audit_only: bool) -> int:
-    config = _load_config()
-    if config is None:
-        return 2
-    from sumflow.accumulator_rebuild import RebuildError, rebuild
-    from sumflow.bootstrap_accumulator import StateDirLocked
-    from sumflow.observability.logging import setup_logging
-
-    setup_logging("accumulator", config.common.log_level)
-    try:
-        report = rebuild(config, use_kafka=not audit_only)
-    except (RebuildError, StateDirLocked) as exc:
-        _err(f"rebuild failed: {exc}")
-        return 1
-    except Exception as exc:
-        _err(f"rebuild failed: {type(exc).__name__}: {exc}")
-        return 1
-    print(
-        f"rebuilt {config.state_dir}: total={report.total} applied={report.applied} "
-        f"(audit {report.from_audit}, topic {report.from_kafka}, invalid skipped {report.invalid_skipped}) "
-        f"next_offsets={report.next_offsets} old files kept: {', '.join(report.moved_aside) or 'none'}",
-        flush=True,
-    )
-    return 0
 
 
 if __name__ == "__main__":

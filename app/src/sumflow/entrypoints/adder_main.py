@@ -21,7 +21,15 @@ WORKER_ENV = "SUMFLOW_ADDER_WORKER"
 log = logging.getLogger("sumflow.adder")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    from sumflow.entrypoints.service_args import service_parser
+
+    service_parser(
+        "sumflow-adder",
+        "adder",
+        "Serve sumflow.v1.SumService/AddNumbers over gRPC (plus health and reflection) until SIGTERM or SIGINT. "
+        "Exit status: 0 after a clean stop, 2 on a configuration error, 1 when it cannot start.",
+    ).parse_args(argv)
     try:
         cfg = load_adder_config()
         if cfg.processes > 1 and cfg.grpc_listen.endswith(":0"):
