@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Bring sumflow up locally in one command: a single-node KRaft Kafka broker, the gRPC adder and the
-# REST accumulator, with every piece of state under ./var/. Ctrl-C stops everything (state is kept;
-# run it again to resume; `rm -rf var` to start from zero).
+# REST accumulator, with every piece of state under ./var/. Ctrl-C stops the services, then the
+# broker, and exits 0 (state is kept; run it again to resume; `rm -rf var` to start from zero).
 #
 #   make run                 # or: scripts/run-local.sh
 #
 # Ports (override through the environment): KAFKA_PORT=9092 KAFKA_CONTROLLER_PORT=9093
 # ADDER_PORT=50051 ADDER_METRICS_PORT=9464 ACCUMULATOR_PORT=8080 BIND_HOST=127.0.0.1
+# SUMFLOW_RUN_DIR=./var holds the state and logs.
+#
+# The broker and the services run in sessions of their own: the terminal's Ctrl-C (SIGINT to the
+# foreground process group) reaches only this script, which then stops them in order.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +24,7 @@ ACCUMULATOR_PORT="${ACCUMULATOR_PORT:-8080}"
 BIND_HOST="${BIND_HOST:-127.0.0.1}"
 TOPIC="${SUMFLOW_TOPIC:-summation}"
 DLQ_TOPIC="${SUMFLOW_DLQ_TOPIC:-summation.dlq}"
-VAR="$ROOT/var"
+VAR="${SUMFLOW_RUN_DIR:-$ROOT/var}"
 LOGS="$VAR/logs"
 PY="$ROOT/.venv/bin/python"
 
@@ -50,10 +54,11 @@ STOPPING=0
 cleanup() {
   trap - INT TERM EXIT
   say "stopping..."
-  # Services first (they flush and write their state), then the broker.
+  # Services first (they commit their state and leave the broker cleanly), then the broker
+  # (kraft.py stops its JVM with a controlled shutdown).
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     kill -TERM "${PIDS[i]}" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "${PIDS[i]}" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 900); do kill -0 "${PIDS[i]}" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "${PIDS[i]}" 2>/dev/null || true
   done
   say "stopped; state kept in $VAR"
@@ -62,13 +67,13 @@ trap 'STOPPING=1' INT TERM
 trap cleanup EXIT
 
 say "starting Kafka (KRaft, single node) on 127.0.0.1:$KAFKA_PORT, data in var/kafka"
-"$PY" scripts/kafka/kraft.py run --data-dir "$VAR/kafka" --port "$KAFKA_PORT" \
+setsid "$PY" scripts/kafka/kraft.py run --data-dir "$VAR/kafka" --port "$KAFKA_PORT" \
   --controller-port "$KAFKA_CONTROLLER_PORT" --topic "$TOPIC" --topic "$DLQ_TOPIC" \
   --ready-file "$VAR/kafka.ready" >"$LOGS/kafka-runner.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 300); do
   [[ -f "$VAR/kafka.ready" ]] && break
-  [[ $STOPPING == 1 ]] && exit 130
+  [[ $STOPPING == 1 ]] && exit 0
   kill -0 "${PIDS[0]}" 2>/dev/null || { cat "$LOGS/kafka-runner.log" >&2; die "Kafka did not start (log: var/kafka/broker.log)"; }
   sleep 0.5
 done
@@ -79,19 +84,20 @@ export SUMFLOW_KAFKA_BOOTSTRAP="$BOOTSTRAP" SUMFLOW_TOPIC="$TOPIC" SUMFLOW_DLQ_T
 
 say "starting sumflow-accumulator on http://$BIND_HOST:$ACCUMULATOR_PORT (state in var/accumulator)"
 SUMFLOW_HTTP_LISTEN="$BIND_HOST:$ACCUMULATOR_PORT" SUMFLOW_STATE_DIR="$VAR/accumulator" \
-  "$ROOT/.venv/bin/sumflow-accumulator" >>"$LOGS/accumulator.log" 2>&1 &
+  setsid "$ROOT/.venv/bin/sumflow-accumulator" >>"$LOGS/accumulator.log" 2>&1 &
 PIDS+=($!)
 
 say "starting sumflow-adder on $BIND_HOST:$ADDER_PORT (de-dupe store in var/adder)"
 SUMFLOW_GRPC_LISTEN="$BIND_HOST:$ADDER_PORT" SUMFLOW_METRICS_LISTEN="$BIND_HOST:$ADDER_METRICS_PORT" \
-  SUMFLOW_DEDUPE_DIR="$VAR/adder/dedupe" "$ROOT/.venv/bin/sumflow-adder" >>"$LOGS/adder.log" 2>&1 &
+  SUMFLOW_DEDUPE_DIR="$VAR/adder/dedupe" setsid "$ROOT/.venv/bin/sumflow-adder" >>"$LOGS/adder.log" 2>&1 &
 PIDS+=($!)
 
-"$PY" - "$BIND_HOST" "$ADDER_PORT" "$ACCUMULATOR_PORT" "${PIDS[1]}" "${PIDS[2]}" <<'EOF' || die "services did not become ready (logs: var/logs/)"
-import os, sys, time, urllib.request
+"$PY" - "$BIND_HOST" "$ADDER_PORT" "$ACCUMULATOR_PORT" "${PIDS[1]}" "${PIDS[2]}" <<'EOF' || { [[ $STOPPING == 1 ]] && exit 0; die "services did not become ready (logs: $LOGS)"; }
+import os, signal, sys, time, urllib.request
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+signal.signal(signal.SIGINT, lambda *_: sys.exit(1))  # Ctrl-C while waiting: run-local stops everything
 host, adder_port, acc_port, acc_pid, adder_pid = sys.argv[1:]
 host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
 deadline = time.monotonic() + 90
@@ -120,21 +126,28 @@ with grpc.insecure_channel(f"{host}:{adder_port}") as channel:
 sys.exit(0 if acc_ready and adder_ready else 1)
 EOF
 
+RUN_DIR="${VAR#"$ROOT"/}"
+CLIENT_ENV=""
+if [[ "$ADDER_PORT:$ADDER_METRICS_PORT:$ACCUMULATOR_PORT:$BIND_HOST" != "50051:9464:8080:127.0.0.1" ]]; then
+  CLIENT_ENV="export SUMFLOW_ADDER_TARGET=$BIND_HOST:$ADDER_PORT SUMFLOW_ADDER_METRICS_URL=http://$BIND_HOST:$ADDER_METRICS_PORT SUMFLOW_ACCUMULATOR_URL=http://$BIND_HOST:$ACCUMULATOR_PORT
+    "
+fi
 cat <<EOF
 
-  sumflow is up (Ctrl-C stops everything; state stays in var/)
+  sumflow is up (Ctrl-C stops everything; state stays in $RUN_DIR/)
 
   Kafka bootstrap      $BOOTSTRAP   (topics: $TOPIC, $DLQ_TOPIC)
   Adder gRPC           $BIND_HOST:$ADDER_PORT   (sumflow.v1.SumService, health, reflection)
   Adder metrics        http://$BIND_HOST:$ADDER_METRICS_PORT/metrics
   Accumulator REST     http://$BIND_HOST:$ACCUMULATOR_PORT/api/total   /api/summations?limit=10   /api/final
                        /healthz  /readyz  /metrics  /api/openapi.json
-  Logs (JSON lines)    var/logs/adder.log  var/logs/accumulator.log  var/kafka/broker.log
+  Logs (JSON lines)    $RUN_DIR/logs/adder.log  $RUN_DIR/logs/accumulator.log  $RUN_DIR/kafka/broker.log
 
-  Try it:
-    grpcurl -plaintext -d '{"request_id":"'"\$(cat /proc/sys/kernel/random/uuid)"'","first_number":2,"second_number":40}' \\
-      $BIND_HOST:$ADDER_PORT sumflow.v1.SumService/AddNumbers
-    curl -s http://$BIND_HOST:$ACCUMULATOR_PORT/api/total
+  Try it, in another terminal:
+    . .venv/bin/activate
+    ${CLIENT_ENV}sumflow add 40 2
+    sumflow total
+    sumflow status
 
 EOF
 
@@ -144,7 +157,7 @@ while [[ $STOPPING == 0 ]]; do
   wait -n "${PIDS[@]}"
   for pid in "${PIDS[@]}"; do
     if ! kill -0 "$pid" 2>/dev/null && [[ $STOPPING == 0 ]]; then
-      say "a process exited; see var/logs/ and var/kafka/broker.log"
+      say "a process exited; see $LOGS/ and $VAR/kafka/broker.log"
       exit 1
     fi
   done
