@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: config-docs deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
+.PHONY: buf config-docs lint-proto proto-release deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
 
 # Debian/Ubuntu packages (installed only when missing, as root or through sudo).
 deps:
@@ -29,6 +29,24 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check app tests scripts observability
 
+# The proto contract (buf.yaml): `buf lint`, and `buf breaking` against the newest released descriptor
+# in proto/releases/. buf is pinned in tools/buf/package-lock.json (integrity hashes) and installed
+# with `npm ci` from the npm registry package @bufbuild/buf, which carries the binary.
+BUF := tools/buf/node_modules/.bin/buf
+PROTO_RELEASE = $(lastword $(shell ls proto/releases/*.json | sort -V))
+$(BUF): tools/buf/package-lock.json
+	npm ci --prefix tools/buf --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+buf: $(BUF)
+lint-proto: $(BUF)
+	$(BUF) lint
+	$(BUF) breaking --against $(PROTO_RELEASE)
+	@echo "proto: lint clean, no breaking change against $(PROTO_RELEASE)"
+
+# At a release: snapshot the contract's descriptor; later changes are checked against it.
+proto-release: $(BUF) venv
+	$(BUF) build --exclude-source-info -o -#format=json | $(PY) -m json.tool > proto/releases/sumflow-$$($(PY) -c 'import sumflow; print(sumflow.__version__)').json
+
 test-unit: venv
 	$(PYTEST) tests/unit
 
@@ -46,7 +64,7 @@ lint-ansible: venv
 	KAFKA_NODES=3 vagrant validate
 
 # The README's test command: every tier, real broker, real Prometheus, real booted hosts.
-test: deps lint lint-ansible test-unit test-integration test-e2e test-fuzz test-chaos test-observability test-load test-render test-deploy
+test: deps lint lint-proto lint-ansible test-unit test-integration test-e2e test-fuzz test-chaos test-observability test-load test-render test-deploy
 
 # Fetch Apache Kafka 4.1.1 (+ log4j2) from Maven Central into $${SUMFLOW_CACHE:-~/.cache/sumflow}
 # (idempotent); `scripts/kafka/fetch.sh pack` also builds the upstream-layout tarball for Ansible.

@@ -34,6 +34,11 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm installs the pinned buf (make lint-proto). Debian ships it as its own package; a nodejs from
+# elsewhere (NodeSource) carries it, and Debian's npm would conflict with that one.
+if [[ $profile != run ]] && ! command -v npm >/dev/null; then
+    missing+=(npm)
+fi
 ((${#missing[@]})) || exit 0
 
 sudo=()
