@@ -178,7 +178,9 @@ def test_status_exits_1_when_a_service_is_down(stack: SumflowStack) -> None:
     args = [*args[:-1], f"http://127.0.0.1:{free_port()}"]  # an accumulator that is not there
     done = sumflow_cli("status", *args)
     assert done.returncode == 1
-    assert "alive no  ready no (unreachable: cannot reach" in done.stdout
+    assert "alive no  ready no (unreachable)" in done.stdout
+    doc = json.loads(sumflow_cli("status", "--json", *args).stdout)
+    assert doc["accumulator"]["error"].startswith("cannot reach http://127.0.0.1:")
 
 
 def test_rebuild_shows_progress_and_restores_the_same_total(kafka_broker: KafkaBroker, tmp_path: Path) -> None:

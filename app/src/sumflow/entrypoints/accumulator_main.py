@@ -7,6 +7,7 @@ the recovery command).
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import threading
@@ -71,7 +72,10 @@ def _serve() -> int:
         _err(f"refusing to start: {exc}")
         return 1
     except OSError as exc:
-        _err(f"cannot start: {exc}")
+        if exc.errno == errno.EADDRINUSE:
+            _err(f"cannot start: {config.http_listen} (SUMFLOW_HTTP_LISTEN) is already in use")
+        else:
+            _err(f"cannot start: {exc}")
         return 1
     stop = threading.Event()
 

@@ -7,6 +7,7 @@ With SUMFLOW_ADDER_PROCESSES=N>1 this process supervises N worker processes shar
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -73,7 +74,10 @@ def run_single(cfg: AdderConfig, *, worker: bool = False) -> int:
         log.error("cannot start: %s", exc)
         return 1
     except OSError as exc:
-        log.error("cannot start: %s", exc)
+        if exc.errno == errno.EADDRINUSE:  # the metrics port (a gRPC bind failure names its address)
+            log.error("cannot start: %s (SUMFLOW_METRICS_LISTEN) is already in use", cfg.metrics_listen)
+        else:
+            log.error("cannot start: %s", exc)
         return 1
     app.start()
     # A worker names itself: the supervisor counts one READY=1 per worker pid.

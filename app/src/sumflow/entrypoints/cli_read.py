@@ -67,6 +67,7 @@ class ServiceStatus:
     detail: str = ""
     version: str | None = None
     lag: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # why something could not be read (--json shows it)
 
     def json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -75,6 +76,7 @@ class ServiceStatus:
             "ready": self.ready,
             "detail": self.detail,
             "version": self.version,
+            "error": self.error,
         }
         if self.name == "accumulator":
             doc["consumer_lag"] = {p: int(v) for p, v in self.lag.items()}
@@ -123,10 +125,12 @@ def adder_status(endpoints: Endpoints) -> ServiceStatus:
             result.healthy = result.ready = serving == "SERVING"
             result.detail = serving
         except grpc.RpcError as exc:
-            result.detail = f"unreachable: {exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+            result.detail = "UNREACHABLE"
+            result.error = f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+            return result
     metrics = _metrics(endpoints, endpoints.adder_metrics)
     if isinstance(metrics, str):
-        result.detail += f"; metrics: {metrics}"
+        result.error = f"metrics: {metrics}"
     else:
         result.version = build_version(metrics)
     return result
@@ -139,7 +143,8 @@ def accumulator_status(endpoints: Endpoints) -> ServiceStatus:
         result.healthy = status == 200
         status, body = endpoints.http_get(f"{endpoints.accumulator}/readyz")
     except CliError as exc:
-        result.detail = f"unreachable: {exc}"
+        result.detail = "unreachable"
+        result.error = str(exc)
         return result
     result.ready = status == 200
     try:
@@ -149,7 +154,7 @@ def accumulator_status(endpoints: Endpoints) -> ServiceStatus:
         result.detail = f"/readyz HTTP {status}"
     metrics = _metrics(endpoints, endpoints.accumulator)
     if isinstance(metrics, str):
-        result.detail += f"; metrics: {metrics}"
+        result.error = f"metrics: {metrics}"
     else:
         result.version = build_version(metrics)
         result.lag = {

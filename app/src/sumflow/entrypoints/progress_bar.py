@@ -24,14 +24,14 @@ def format_duration(seconds: float) -> str:
 
 
 def render_line(phase: str, done: int, total: int, elapsed: float) -> str:
-    """`audit [#########.....]  1,200/4,000 records  3,000/s  1s left` (no bar when the total is 0)."""
+    """`audit [#########.....]  1,200/4,000 records  3,000/s  1s left` (a full bar when the total is 0)."""
     rate = done / elapsed if elapsed > 0 else 0.0
     if total > 0:
         filled = min(WIDTH, WIDTH * done // total)
         bar = "#" * filled + "." * (WIDTH - filled)
         left = format_duration((total - done) / rate) if rate > 0 and done < total else ("0s" if done >= total else "?")
-    else:
-        bar, left = "." * WIDTH, "0s"
+    else:  # nothing to read: done
+        bar, left = "#" * WIDTH, "0s"
     return f"{phase:5} [{bar}] {done:,}/{total:,} records  {rate:,.0f}/s  {left} left"
 
 
