@@ -11,6 +11,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from dashgen import overview
+from dashgen.grafana_target import SCHEMA_VERSION
 
 OUTPUT_DIR = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
 
@@ -26,6 +27,7 @@ def _number_panels(doc: dict[str, Any]) -> None:
 
 def render(build: Callable[[], dashboard.Dashboard]) -> str:
     doc = json.loads(json.dumps(build().build(), cls=JSONEncoder))
+    doc["schemaVersion"] = SCHEMA_VERSION  # the deployed Grafana's, not the builders' release
     _number_panels(doc)
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 

@@ -78,3 +78,26 @@ def test_rules_use_only_exported_names():
     for name, rule in _alerts().items():
         for metric in metric_names(rule["expr"]):
             assert metric in exported or metric.startswith(("node_", "up")), f"{name}: unknown metric {metric}"
+
+
+def _markdown_anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    anchors = set()
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add("".join(c for c in title if c.isalnum() or c in " -_").replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_has_a_runbook_section():
+    runbooks = REPO / "docs" / "runbooks.md"
+    anchors = _markdown_anchors(runbooks)
+    alerts = _alerts()
+    assert alerts
+    for name, rule in alerts.items():
+        url = rule["annotations"].get("runbook_url", "")
+        assert url == f"docs/runbooks.md#{name.lower()}", f"{name}: runbook_url {url!r}"
+        assert name.lower() in anchors, f"{name}: no '## {name}' section in docs/runbooks.md"
+    sections = {line[3:].strip() for line in runbooks.read_text().splitlines() if line.startswith("## ")}
+    assert sections == set(alerts), "docs/runbooks.md has a section per alert and no other"

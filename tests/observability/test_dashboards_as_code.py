@@ -116,3 +116,21 @@ def test_deploy_only_names_are_what_the_kafka_roles_jmx_rules_produce():
     assert config.get("lowercaseOutputName") is True
     for name, mbean in DEPLOY_ONLY_METRICS.items():
         assert _jmx_exporter_name(config["rules"], mbean) == name, (name, mbean)
+
+
+def _deployed_grafana_version() -> str:
+    """major.minor of the Grafana the playbooks install (the default of sumflow_grafana_version)."""
+    text = (REPO / "playbooks" / "vars" / "grafana_stack.yml").read_text()
+    match = re.search(r"^grafana_version: .*default\('(\d+)\.(\d+)\.\d+'\)", text, re.MULTILINE)
+    assert match, "grafana_version not found in playbooks/vars/grafana_stack.yml"
+    return f"{match.group(1)}.{match.group(2)}"
+
+
+def test_dashboards_are_built_for_the_deployed_grafana_schema():
+    from dashgen.grafana_target import GRAFANA_VERSION, SCHEMA_VERSION, SCHEMA_VERSIONS
+
+    deployed = _deployed_grafana_version()
+    assert deployed == GRAFANA_VERSION, f"playbooks deploy Grafana {deployed}: update dashgen/grafana_target.py"
+    assert deployed in SCHEMA_VERSIONS, f"no dashboard schemaVersion known for Grafana {deployed}"
+    for name, doc in _dashboards().items():
+        assert doc["schemaVersion"] == SCHEMA_VERSION == SCHEMA_VERSIONS[deployed], name
