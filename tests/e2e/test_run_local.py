@@ -89,10 +89,10 @@ def test_ctrl_c_stops_services_then_broker_and_exits_0_with_clean_logs(tmp_path:
         assert " = 42  request_id " in added.stdout
         for _ in range(150):
             total = subprocess.run([SUMFLOW, "total"], env=client_env, capture_output=True, text=True, timeout=60)
-            if total.stdout == "total 42  (1 summations applied)\n":
+            if total.stdout == "total 42  (1 summation applied)\n":
                 break
             time.sleep(0.2)
-        assert total.stdout == "total 42  (1 summations applied)\n", total.stderr
+        assert total.stdout == "total 42  (1 summation applied)\n", total.stderr
         status = subprocess.run([SUMFLOW, "status"], env=client_env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
 

@@ -95,7 +95,8 @@ def test_each_grpc_status_has_its_own_exit_code_and_message() -> None:
 def test_answers_and_totals_read_as_one_line() -> None:
     assert AddAnswer(40, 2, "r", 42, False).text() == "40 + 2 = 42  request_id r  new"
     assert AddAnswer(40, 2, "r", 42, True).text().endswith("duplicate (the first answer; nothing added again)")
-    assert format_total({"total": 42, "applied": 1}) == "total 42  (1 summations applied)"
+    assert format_total({"total": 42, "applied": 1}) == "total 42  (1 summation applied)"
+    assert format_total({"total": 0, "applied": 0}) == "total 0  (0 summations applied)"
 
 
 def test_summations_table_aligns_numbers_right() -> None:

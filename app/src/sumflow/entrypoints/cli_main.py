@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "rebuild":
         from sumflow.entrypoints.rebuild_command import run_rebuild
 
-        return run_rebuild(PROG, audit_only=args.audit_only, progress=not args.no_progress)
+        return run_rebuild(f"{PROG} rebuild", audit_only=args.audit_only, progress=not args.no_progress)
 
     from sumflow.entrypoints import cli_read
     from sumflow.entrypoints.cli_endpoints import Endpoints

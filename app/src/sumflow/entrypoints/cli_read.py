@@ -34,7 +34,8 @@ def total(endpoints: Endpoints) -> dict[str, int]:
 
 
 def format_total(doc: dict[str, int]) -> str:
-    return f"total {doc['total']}  ({doc['applied']} summations applied)"
+    applied = doc["applied"]
+    return f"total {doc['total']}  ({applied} summation{'' if applied == 1 else 's'} applied)"
 
 
 def summations(endpoints: Endpoints, limit: int) -> list[dict[str, Any]]:
