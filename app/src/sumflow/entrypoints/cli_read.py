@@ -150,7 +150,7 @@ def accumulator_status(endpoints: Endpoints) -> ServiceStatus:
     result.ready = status == 200
     try:
         readiness = json.loads(body)
-        result.detail = readiness.get("status", "") + (f": {readiness['reason']}" if readiness.get("reason") else "")
+        result.detail = readiness.get("reason") or readiness.get("status", "")
     except (ValueError, AttributeError):
         result.detail = f"/readyz HTTP {status}"
     metrics = _metrics(endpoints, endpoints.accumulator)
