@@ -81,7 +81,7 @@ def test_add_without_id_uses_a_fresh_uuid_each_time(stack: SumflowStack) -> None
     ("args", "exit_code", "message"),
     [
         (["1", "2", "--id", "not-a-uuid"], 13, "sumflow add: invalid request: "),
-        (["1", str(INT64_MAX)], 21, "does not fit in a signed 64-bit integer"),
+        (["1", str(INT64_MAX)], 21, f"sumflow add: 1 + {INT64_MAX} does not fit in int64; nothing was added"),
     ],
 )
 def test_refused_calls_exit_with_10_plus_the_grpc_code(
@@ -98,7 +98,10 @@ def test_same_id_other_numbers_is_already_exists(stack: SumflowStack) -> None:
     assert add(stack, "5", "5", "--id", rid).returncode == 0
     done = add(stack, "5", "6", "--id", rid)
     assert done.returncode == 16
-    assert f"request id {rid} was already used with other numbers" in done.stderr
+    assert done.stderr == (
+        f"sumflow add: request_id {rid} was already used with other numbers (5, 5); "
+        "nothing was added: use a new --id (or none, for a fresh one)\n"
+    )
 
 
 def test_unreachable_adder_is_unavailable_and_says_how_to_retry() -> None:

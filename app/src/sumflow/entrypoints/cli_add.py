@@ -24,11 +24,8 @@ def exit_code_for(code: grpc.StatusCode) -> int:
 # What a user reads for each status: what happened and what to do next.
 _EXPLANATIONS = {
     grpc.StatusCode.INVALID_ARGUMENT: "invalid request: {details}",
-    grpc.StatusCode.ALREADY_EXISTS: (
-        "request id {request_id} was already used with other numbers ({details}); nothing was added: "
-        "use a new --id (or none, for a fresh one)"
-    ),
-    grpc.StatusCode.OUT_OF_RANGE: "the sum does not fit in a signed 64-bit integer ({details}); nothing was added",
+    grpc.StatusCode.ALREADY_EXISTS: "{details}; nothing was added: use a new --id (or none, for a fresh one)",
+    grpc.StatusCode.OUT_OF_RANGE: "{details}; nothing was added",
     grpc.StatusCode.UNAVAILABLE: (
         "adder at {adder} unavailable ({details}); nothing was recorded: retry with --id {request_id}"
     ),
@@ -41,11 +38,18 @@ _EXPLANATIONS = {
 }
 
 
+# When the adder sends no message (it always does; another server might not).
+_NO_DETAILS = {
+    grpc.StatusCode.ALREADY_EXISTS: "this request id was already used with other numbers",
+    grpc.StatusCode.OUT_OF_RANGE: "the sum does not fit in a signed 64-bit integer",
+}
+
+
 def explain(code: grpc.StatusCode, details: str, request_id: str, endpoints: Endpoints) -> str:
     """The one line a user reads for a failed call."""
     template = _EXPLANATIONS.get(code, "adder at {adder} answered {code}: {details}")
     return template.format(
-        details=details or "no details",
+        details=details or _NO_DETAILS.get(code, "no details"),
         request_id=request_id,
         adder=endpoints.adder,
         timeout=endpoints.timeout,
