@@ -24,6 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SUMFLOW = str(Path(sys.executable).parent / "sumflow")
 
 
+def _as_a_terminal_job() -> None:
+    """Its own process group, with SIGINT handled by default as in an interactive shell's job (a
+    caller that ignores SIGINT, e.g. one started in the background, would pass the ignore on)."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _lines(stream: object, sink: queue.Queue[str | None]) -> None:
     for line in stream:  # type: ignore[attr-defined]
         sink.put(line)
@@ -74,7 +81,7 @@ def test_ctrl_c_stops_services_then_broker_and_exits_0_with_clean_logs(tmp_path:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # its own process group, as a shell's foreground job
+        preexec_fn=_as_a_terminal_job,
     )
     sink: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_lines, args=(run.stdout, sink), daemon=True).start()
