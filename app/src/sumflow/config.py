@@ -59,6 +59,7 @@ class AccumulatorConfig:
     audit_keep_files: int
     max_poll_records: int
     http_threads: int
+    stall_seconds: float
 
 
 class _Env:
@@ -190,4 +191,5 @@ def load_accumulator_config(environ: Mapping[str, str] | None = None) -> Accumul
         audit_keep_files=env.int("SUMFLOW_AUDIT_KEEP_FILES", 10, 1, 10_000),
         max_poll_records=env.int("SUMFLOW_MAX_POLL_RECORDS", 5000, 1, 100_000),
         http_threads=env.int("SUMFLOW_HTTP_THREADS", 8, 1, 256),
+        stall_seconds=env.float("SUMFLOW_STALL_SECONDS", 60.0, 1.0, 86400.0),
     )
