@@ -4,8 +4,8 @@ A Kafka header key is a length-prefixed byte string on the wire. The Java client
 keys, but nothing stops another client, and kafka-python (3.0) decodes every key with strict UTF-8:
 one record with a non-UTF-8 key made every poll of its partition fail, so nothing after it could
 ever be counted. `install_lenient_header_keys()` makes the record reader fall back, only for such a
-record, to decoding its keys with `surrogateescape`: the bytes are kept exactly, the str is unusual.
-`RawHeaderKey` writes such a key back unchanged (the DLQ copy of the record).
+record, to decoding its keys with `surrogateescape` into a RawHeaderKey: a str whose encode() gives
+back the original bytes, so kafka-python's size accounting and the DLQ copy of the record work.
 
 Header values may be null (the Java client writes them); kafka-python's producer refuses a None
 value, so `writable_headers` turns them into empty values and names their positions in a header.
@@ -82,7 +82,7 @@ def _read_msg_lenient(batch: DefaultRecordBatch) -> DefaultRecord | ControlRecor
         key_len, pos = decode_varint(buffer, pos)
         if key_len < 0:
             raise ValueError(f"invalid negative header key size {key_len}")
-        key = bytes(buffer[pos : pos + key_len]).decode("utf-8", "surrogateescape")
+        key = RawHeaderKey(bytes(buffer[pos : pos + key_len]).decode("utf-8", "surrogateescape"))
         pos += key_len
         value_len, pos = decode_varint(buffer, pos)
         value = None
