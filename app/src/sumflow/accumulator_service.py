@@ -193,6 +193,7 @@ class LedgerConsumer:
         self._last_group_commit = 0.0
         self._notified = False
         self._commit_failed = False  # the last batch commit failed: only a commit clears the error
+        self._caught_up = False
         self._publish(state)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ class LedgerConsumer:
                     batch = self.poll_batch()
                     if batch is not None:
                         committer.submit(batch)
-                    elif committer.idle():
+                    elif committer.idle() and not committer.failed():
                         self._idle()
                     self._backoff = BACKOFF_START
                 except Exception as exc:
@@ -274,12 +275,15 @@ class LedgerConsumer:
         lags = source.lag()
         for partition, lag in lags.items():
             self.metrics.consumer_lag.labels(str(partition)).set(lag)
-        if batch is None and not any(lags.values()):
-            self.status.progressed()  # caught up: nothing pending
+        # caught up: every partition's position known and nothing beyond it (progress once the
+        # batches polled before are committed: see _idle)
+        self._caught_up = batch is None and len(lags) == len(source.partitions) and not any(lags.values())
         return batch
 
     def _idle(self) -> None:
         """Nothing polled (and nothing being committed): retry total.json, clear a stale error."""
+        if self._caught_up and not self._commit_failed:
+            self.status.progressed()
         if self.total_file_dirty:
             self._write_total_file()
         if self.status.error is not None and not self._commit_failed:
@@ -492,6 +496,10 @@ class BatchCommitter:
     def idle(self) -> bool:
         with self._lock:
             return self._busy == 0
+
+    def failed(self) -> bool:
+        with self._lock:
+            return self._failure is not None
 
     def raise_failure(self) -> None:
         with self._lock:
