@@ -54,23 +54,28 @@ class KafkaEventSource:
         self.max_poll_records = max_poll_records
         self.partition_check_seconds = partition_check_seconds
         install_lenient_header_keys()
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=list(bootstrap),
-            group_id=None,  # see the module docstring: the group is GroupOffsetCommitter's
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",  # an aborted transaction's events are never counted
-            max_poll_records=max_poll_records,
-            max_partition_fetch_bytes=1 << 20,  # ~5k events: bounded RSS (3 partitions)
-            fetch_max_bytes=4 << 20,
-            metadata_max_age_ms=int(partition_check_seconds * 1000),
-            request_timeout_ms=30000,
-            reconnect_backoff_max_ms=2000,
-        )
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._consumer = self._new_consumer()
         self._assigned: dict[int, TopicPartition] = {}
         self._last_check = 0.0
         self._committer = GroupOffsetCommitter(bootstrap, topic, group_id, client_id=f"{client_id}-group")
+
+    def _new_consumer(self) -> KafkaConsumer:
+        return KafkaConsumer(
+            bootstrap_servers=list(self._bootstrap),
+            group_id=None,  # see the module docstring: the group is GroupOffsetCommitter's
+            client_id=self._client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",  # an aborted transaction's events are never counted
+            max_poll_records=self.max_poll_records,
+            max_partition_fetch_bytes=1 << 20,  # ~5k events: bounded RSS (3 partitions)
+            fetch_max_bytes=4 << 20,
+            metadata_max_age_ms=int(self.partition_check_seconds * 1000),
+            request_timeout_ms=30000,
+            reconnect_backoff_max_ms=2000,
+        )
 
     @property
     def partitions(self) -> list[int]:
@@ -119,7 +124,13 @@ class KafkaEventSource:
         except KafkaError as exc:
             if exc.retriable:
                 raise
-            raise RecordsUnreadable(f"{self._positions()}: {type(exc).__name__}: {exc}") from exc
+            where = self._positions()
+            # kafka-python (3.0) keeps the failed fetch and spins in its next poll: start afresh; the
+            # next refresh_assignment seeks to the committed offsets and the poll raises again
+            self._consumer.close(autocommit=False)
+            self._consumer = self._new_consumer()
+            self._assigned = {}
+            raise RecordsUnreadable(f"{where}: {type(exc).__name__}: {exc}") from exc
         records: list[ConsumedRecord] = []
         for messages in polled.values():
             records.extend(messages)
