@@ -1,5 +1,9 @@
 """Disk full for the state directory (a small tmpfs mounted by the test): the accumulator stops
-consuming and /readyz says not ready, loses nothing, and continues when space returns: exact total."""
+consuming and /readyz says not ready, loses nothing, and continues when space returns: exact total.
+
+It is also the stalled consumer: records pending and no progress for SUMFLOW_STALL_SECONDS make
+/healthz fail (what stops the systemd watchdog keep-alives) naming the cause, /readyz names it too,
+and both recover with the disk."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+STALL_SECONDS = 3
 SIZES = {"short": (300, 700, "16m"), "long": (3_000, 10_000, "48m")}  # before, while full, tmpfs size
 
 
@@ -34,7 +39,7 @@ def test_disk_full_stops_consuming_then_resumes_exactly(size, tmp_path: Path, ka
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={tmpfs_size}", "tmpfs", str(mount)], check=True)
     d = None
     try:
-        d = deploy(kafka_broker, state_dir=mount)
+        d = deploy(kafka_broker, state_dir=mount, acc_extra={"SUMFLOW_STALL_SECONDS": str(STALL_SECONDS)})
         run = d.start_run(before + during, seed=41)
         run.send(run.requests[:before])
         d.accumulator.wait_applied(before)
@@ -46,6 +51,12 @@ def test_disk_full_stops_consuming_then_resumes_exactly(size, tmp_path: Path, ka
             time.sleep(0.1)
         status, body = d.accumulator.get("/readyz")
         assert status == 503, (status, body)
+        assert json.loads(body)["reason"].startswith("state commit failing"), body
+        give_up = time.monotonic() + 60
+        while d.accumulator.get("/healthz")[0] == 200 and time.monotonic() < give_up:
+            time.sleep(0.2)
+        status, body = d.accumulator.get("/healthz")
+        assert status == 503 and "no progress" in json.loads(body)["reason"], (status, body)
         stalled = d.accumulator.total()
         assert stalled["applied"] < before + during, "it cannot have committed on a full disk"
         time.sleep(2)
@@ -54,6 +65,7 @@ def test_disk_full_stops_consuming_then_resumes_exactly(size, tmp_path: Path, ka
 
         filler.unlink()  # space returns
         d.accumulator.wait_ready(timeout=60)
+        assert d.accumulator.get("/healthz")[0] == 200
         verdict = run.finish("state disk full, then space returns", faults=1)
         assert json.loads((mount / "total.json").read_bytes())["total"] == verdict.total
         verdict.assert_exact()

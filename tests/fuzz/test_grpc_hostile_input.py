@@ -195,6 +195,56 @@ def test_undecodable_payloads_are_invalid_argument(channel, payload):
         assert is_uuid(request.request_id)
 
 
+def varint(value: int) -> bytes:
+    out = bytearray()
+    value &= (1 << 64) - 1  # two's complement, as protobuf encodes a negative int64
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number: int, wire_type: int, payload: bytes) -> bytes:
+    return varint(number << 3 | wire_type) + payload
+
+
+@pytest.mark.parametrize(
+    ("number", "wire_type", "payload"),
+    [
+        (2, 2, b"\x01\x07"),  # first_number as a length-delimited field
+        (3, 2, b"\x00"),  # second_number as an empty byte string
+        (2, 1, b"\x07" + b"\x00" * 7),  # first_number as a fixed64
+        (3, 5, b"\x07\x00\x00\x00"),  # second_number as a fixed32
+        (1, 0, b"\x05"),  # request_id as a varint
+    ],
+)
+def test_known_field_with_wrong_wire_type_is_invalid_argument(channel, number, wire_type, payload):
+    """protobuf keeps such a field as unknown and reads the number as 0: the adder must refuse it."""
+    rid = str(uuid.uuid4())
+    good = {1: field(1, 2, varint(len(rid)) + rid.encode()), 2: field(2, 0, varint(40)), 3: field(3, 0, varint(2))}
+    good[number] = field(number, wire_type, payload)
+    raw = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as refused:
+        raw(b"".join(good.values()), timeout=15)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+    assert_still_serving(channel)
+
+
+def test_plain_proto3_client_leaving_numbers_at_zero_works(channel):
+    """Zero numbers are absent on the wire (proto3 default): a valid request, not a wrong wire type."""
+    rid = str(uuid.uuid4())
+    payload = field(1, 2, varint(len(rid)) + rid.encode())  # first_number = second_number = 0
+    assert sum_pb2.AddNumbersRequest(request_id=rid).SerializeToString() == payload
+    raw = channel.unary_unary(
+        METHOD, request_serializer=None, response_deserializer=sum_pb2.AddNumbersResponse.FromString
+    )
+    reply = raw(payload, timeout=15)
+    assert (reply.request_id, reply.result, reply.duplicate) == (rid, 0, False)
+    code, reply, details = call(channel, str(uuid.uuid4()), -5, 0)  # one number at 0
+    assert code is grpc.StatusCode.OK and reply.result == -5, details
+
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 

@@ -133,3 +133,22 @@ class KafkaBroker(KafkaCluster):
     def __enter__(self) -> KafkaBroker:
         self.start()
         return self
+
+
+def console_produce(bootstrap: str, topic: str, lines: list[str], properties: dict[str, str]) -> None:
+    """Write records with the broker's bundled Java console producer (the reference client).
+
+    E.g. properties={"parse.headers": "true", "null.marker": "<NULL>"} and a line
+    "traceparent:<NULL>\\t{...}" writes a record whose traceparent header value is null.
+    """
+    import subprocess
+
+    args = [kraft.java_binary(), "-cp", f"{kraft.ensure_jars()}/*", "org.apache.kafka.tools.ConsoleProducer"]
+    args += ["--bootstrap-server", bootstrap, "--topic", topic, "--producer-property", "acks=all"]
+    for key, value in properties.items():
+        args += ["--property", f"{key}={value}"]
+    done = subprocess.run(
+        args, input="".join(f"{line}\n" for line in lines), text=True, capture_output=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise KafkaHarnessError(f"console producer failed ({done.returncode}): {done.stderr[-2000:]}")

@@ -118,11 +118,15 @@ def _read_topic(
 ) -> None:
     from kafka import KafkaConsumer, TopicPartition
 
+    from sumflow.adapters.kafka_records import install_lenient_header_keys
+
+    install_lenient_header_keys()  # the same records the service reads (see adapters.event_source)
     common = config.common
     consumer = KafkaConsumer(
         bootstrap_servers=list(common.kafka_bootstrap),
         group_id=None,
         enable_auto_commit=False,
+        isolation_level="read_committed",
         client_id="sumflow-accumulator-rebuild",
         max_poll_records=10000,
     )

@@ -31,6 +31,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from prometheus_client import Histogram
 
 from sumflow.adapters.audit_log import AuditLog, AuditPosition, audit_lines
+from sumflow.adapters.dlq_publisher import DlqPublishError
 from sumflow.adapters.ledger_store import LedgerStore
 from sumflow.adapters.total_file import write_total_file
 from sumflow.domain.ledger import BatchOutcome, ConsumedRecord, DecodedBatch, LedgerState, apply_decoded
@@ -88,14 +89,31 @@ def make_snapshot(state: LedgerState) -> Snapshot:
 
 
 class AccumulatorStatus:
-    """What the HTTP threads read: the latest committed snapshot and the readiness conditions."""
+    """What the HTTP threads read: the latest committed snapshot, readiness and health.
 
-    def __init__(self) -> None:
+    Health is liveness: the consumer made progress (committed a batch, or found nothing pending)
+    within `stall_seconds`. A consumer that stops progressing with records pending, for whatever
+    reason (an unreadable record, a commit that keeps failing, a thread stuck in a library), fails
+    /healthz, and the service stops sending systemd's watchdog keep-alives.
+    """
+
+    def __init__(self, stall_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.snapshot = make_snapshot(LedgerState())
         self.state_loaded = False
         self.partitions_assigned = False
-        self.commit_error: str | None = None
+        self.error: str | None = None  # why the last batch failed: the full readiness reason
         self.stopping = False
+        self.stall_seconds = stall_seconds
+        self.clock = clock
+        self.last_progress = clock()
+
+    def progressed(self) -> None:
+        self.last_progress = self.clock()
+
+    def stalled_for(self) -> float | None:
+        """Seconds without progress, once beyond stall_seconds; None while the consumer progresses."""
+        idle = self.clock() - self.last_progress
+        return idle if idle > self.stall_seconds else None
 
     def readiness(self) -> tuple[bool, str]:
         if self.stopping:
@@ -104,15 +122,35 @@ class AccumulatorStatus:
             return False, "state not loaded"
         if not self.partitions_assigned:
             return False, "no partitions of the topic assigned yet"
-        if self.commit_error is not None:
-            return False, f"state commit failing: {self.commit_error}"
+        if self.error is not None:
+            return False, self.error
+        stalled = self.stalled_for()
+        if stalled is not None:
+            return False, f"consumer stalled: no progress for {stalled:.0f} s"
         return True, "ready"
 
+    def health(self) -> tuple[bool, str]:
+        stalled = self.stalled_for()
+        if stalled is None:
+            return True, "ok"
+        reason = f"consumer stalled: no progress for {stalled:.0f} s with records pending"
+        return False, f"{reason} ({self.error})" if self.error else reason
 
-def traceparent_trace_id(headers: Iterable[tuple[str, bytes]]) -> str | None:
+
+def failure_reason(exc: BaseException, *, polling: bool) -> str:
+    """The readiness reason for a failed step: what failed (reading, dead-lettering, committing)."""
+    detail = f"{type(exc).__name__}: {exc}"[:300]
+    if polling:
+        return f"cannot read the topic: {detail}"
+    if isinstance(exc, DlqPublishError) or isinstance(exc.__cause__, DlqPublishError):
+        return f"dead-letter publish failing: {detail}"
+    return f"state commit failing: {detail}"
+
+
+def traceparent_trace_id(headers: Iterable[tuple[str, bytes | None]]) -> str | None:
     """The trace id of a W3C traceparent header, without the propagator (cheap)."""
     for key, value in headers:
-        if key == "traceparent":
+        if key == "traceparent" and value:  # a header value may be null
             parts = value.split(b"-")
             if len(parts) == 4 and len(parts[1]) == 32:
                 return parts[1].decode("ascii", "replace")
@@ -155,6 +193,7 @@ class LedgerConsumer:
         self._last_group_commit = 0.0
         self._notified = False
         self._commit_failed = False  # the last batch commit failed: only a commit clears the error
+        self._caught_up = False
         self._publish(state)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -172,12 +211,14 @@ class LedgerConsumer:
                     batch = self.poll_batch()
                     if batch is not None:
                         committer.submit(batch)
-                    elif committer.idle():
+                    elif committer.idle() and not committer.failed():
                         self._idle()
                     self._backoff = BACKOFF_START
                 except Exception as exc:
                     committer.discard()  # waits for the batch in progress; drops the queued one
-                    self._fail(committer.take_failure() or exc)
+                    failure = committer.take_failure()
+                    polling = failure is None and not isinstance(exc, CommitFailed)
+                    self._fail(failure or exc, polling=polling)
                     stop.wait(self._backoff)
                     self._backoff = min(BACKOFF_MAX, self._backoff * 2)
         finally:
@@ -188,7 +229,7 @@ class LedgerConsumer:
 
     def _shutdown(self) -> None:
         if self.source is not None:
-            if self.status.commit_error is None:
+            if self.status.error is None:
                 self.source.commit_group_offsets(self.state.next_offsets, wait=True)
             self.source.close()
         self.dlq.close()
@@ -231,16 +272,22 @@ class LedgerConsumer:
                     if not more:
                         break
                     batch.add(more)
-        for partition, lag in source.lag().items():
+        lags = source.lag()
+        for partition, lag in lags.items():
             self.metrics.consumer_lag.labels(str(partition)).set(lag)
+        # caught up: every partition's position known and nothing beyond it (progress once the
+        # batches polled before are committed: see _idle)
+        self._caught_up = batch is None and len(lags) == len(source.partitions) and not any(lags.values())
         return batch
 
     def _idle(self) -> None:
         """Nothing polled (and nothing being committed): retry total.json, clear a stale error."""
+        if self._caught_up and not self._commit_failed:
+            self.status.progressed()
         if self.total_file_dirty:
             self._write_total_file()
-        if self.status.commit_error is not None and not self._commit_failed:
-            self.status.commit_error = None  # a connection/file error that no longer occurs
+        if self.status.error is not None and not self._commit_failed:
+            self.status.error = None  # a connection/file error that no longer occurs
             self._update_ready()
 
     # -- one batch --------------------------------------------------------------------------------
@@ -254,6 +301,7 @@ class LedgerConsumer:
             self.metrics.redeliveries.inc(outcome.redelivered)
         new_state = outcome.state
         if new_state.next_offsets == self.state.next_offsets:
+            self.status.progressed()
             return outcome  # only redeliveries: nothing to commit
         spans = self._start_spans(batch, outcome) if self.tracing else []
         now = self.clock()
@@ -284,9 +332,10 @@ class LedgerConsumer:
                 span.end()
             raise
         self._commit_failed = False
-        if self.status.commit_error is not None:
+        self.status.progressed()
+        if self.status.error is not None:
             log.info("state commit recovered")
-            self.status.commit_error = None
+            self.status.error = None
             self._update_ready()
         self.audit_position = position
         self.state = new_state
@@ -362,12 +411,12 @@ class LedgerConsumer:
                 },
             )
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception, *, polling: bool = False) -> None:
         """After a failed step: count it, report not-ready, return audit and consumer to the committed state."""
         self.metrics.state_errors.inc()
-        self.status.commit_error = f"{type(exc).__name__}: {exc}"[:200]
+        self.status.error = failure_reason(exc, polling=polling)
         self._update_ready()
-        log.error("batch failed; will retry from the committed state", extra={"error": self.status.commit_error})
+        log.error("batch failed; will retry from the committed state", extra={"error": self.status.error})
         try:
             self.audit.recover(self.audit_position)
         except Exception as again:
@@ -447,6 +496,10 @@ class BatchCommitter:
     def idle(self) -> bool:
         with self._lock:
             return self._busy == 0
+
+    def failed(self) -> bool:
+        with self._lock:
+            return self._failure is not None
 
     def raise_failure(self) -> None:
         with self._lock:

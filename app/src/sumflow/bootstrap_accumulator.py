@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import waitress
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
@@ -28,6 +27,7 @@ from sumflow.adapters.ledger_store import LedgerStore, StateCorrupt, StoredState
 from sumflow.adapters.total_file import total_file_path, write_total_file
 from sumflow.config import AccumulatorConfig, split_listen
 from sumflow.entrypoints.accumulator_app import create_app, instrument
+from sumflow.entrypoints.http_server import create_http_server
 from sumflow.observability.metrics import AccumulatorMetrics, new_registry
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 AUDIT_DIR_NAME = "audit"
 LOCK_FILE_NAME = "lock"
 GC_YOUNG_THRESHOLD = 10_000
+STOP_TIMEOUT_SECONDS = 20.0  # below the unit's TimeoutStopSec (30 s): SIGTERM always ends the process
 RECOVERY_HINT = (
     "run `sumflow-accumulator rebuild` with the same environment to rebuild it from the audit log and the Kafka topic"
 )
@@ -117,7 +118,9 @@ class Accumulator:
 
     def start(self) -> None:
         http_thread = threading.Thread(target=self.http.run, name="http", daemon=True)
-        consumer_thread = threading.Thread(target=self.consumer.run, args=(self.stop_event,), name="consumer")
+        consumer_thread = threading.Thread(
+            target=self.consumer.run, args=(self.stop_event,), name="consumer", daemon=True
+        )
         self._threads = [http_thread, consumer_thread]
         http_thread.start()
         consumer_thread.start()
@@ -126,11 +129,17 @@ class Accumulator:
             extra={"http_listen": f"{self.http.effective_host}:{self.http_port}", "http_port": self.http_port},
         )
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop polling, let the batch in progress commit, close Kafka and the state; stop HTTP."""
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Stop polling, let the batch in progress commit, close Kafka and the state; stop HTTP.
+
+        Bounded: a consumer thread that does not finish within `timeout` (stuck in a library) is a
+        daemon thread and is abandoned; what it had not committed is consumed again after a restart.
+        """
         self.stop_event.set()
         if len(self._threads) == 2:
             self._threads[1].join(timeout)
+            if self._threads[1].is_alive():
+                log.error("consumer thread did not stop in time; exiting without it", extra={"timeout": timeout})
         self.http.close()
         if self._threads:
             self._threads[0].join(5)
@@ -154,7 +163,7 @@ def build(
         raise
     registry = registry if registry is not None else new_registry()
     metrics = AccumulatorMetrics(registry)
-    status = AccumulatorStatus()
+    status = AccumulatorStatus(stall_seconds=config.stall_seconds)
     common = config.common
 
     def source_factory() -> KafkaEventSource:
@@ -183,13 +192,8 @@ def build(
     metrics.applied.set(stored.ledger.applied)
     app = create_app(status, store.recent, registry)
     host, port = split_listen(config.http_listen)
-    http = waitress.create_server(
-        instrument(app, metrics),
-        host=host,
-        port=port,
-        threads=config.http_threads,
-        ident="sumflow-accumulator",
-        expose_tracebacks=False,
+    http = create_http_server(
+        instrument(app, metrics), host, port, threads=config.http_threads, ident="sumflow-accumulator"
     )
     log.info(
         "state loaded",

@@ -11,11 +11,12 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from sumflow.adapters.dedupe_store import DedupeStore
 from sumflow.adapters.event_publisher import EventPublisher, ProducerSettings
 from sumflow.config import AdderConfig, split_listen
+from sumflow.entrypoints import http_server
 from sumflow.entrypoints.adder_aio_server import AioGrpcServer, AioSumServicer
 from sumflow.entrypoints.adder_server import GrpcServer, SumServicer, build_grpc_server
 from sumflow.observability.metrics import AdderMetrics, new_registry
@@ -69,8 +70,7 @@ class AdderApp:
         self.publisher.close(timeout_seconds=min(grace, 10.0))
         self.store.close()
         if self.metrics_server is not None:
-            self.metrics_server.shutdown()
-            self.metrics_server.server_close()
+            self.metrics_server.close()
         shutdown_tracing()
         log.info("adder stopped", extra={"pid": os.getpid()})
 
@@ -143,8 +143,8 @@ def build_adder(
         metrics_port = None
         if serve_metrics:
             host, port = split_listen(cfg.metrics_listen)
-            metrics_server, _thread = start_http_server(port, addr=host, registry=registry)
-            metrics_port = int(metrics_server.server_port)
+            metrics_server = http_server.serve_metrics(registry, host, port, ident="sumflow-adder")
+            metrics_port = metrics_server.port
     except BaseException:
         publisher.close(timeout_seconds=1.0)
         store.close()

@@ -59,6 +59,7 @@ class AccumulatorConfig:
     audit_keep_files: int
     max_poll_records: int
     http_threads: int
+    stall_seconds: float
 
 
 class _Env:
@@ -227,7 +228,7 @@ def _adder(env: _Env) -> AdderConfig:
         common=_common(env),
         grpc_listen=env.listen("SUMFLOW_GRPC_LISTEN", "0.0.0.0:50051", "gRPC address (not port 0 with processes > 1)"),
         metrics_listen=env.listen(
-            "SUMFLOW_METRICS_LISTEN", "0.0.0.0:9464", "Prometheus `/metrics` (OpenMetrics with exemplars when asked)"
+            "SUMFLOW_METRICS_LISTEN", "0.0.0.0:9464", "Prometheus `/metrics` (OpenMetrics with exemplars when asked) on the bounded HTTP server the accumulator uses"
         ),
         dedupe_dir=env.path(
             "SUMFLOW_DEDUPE_DIR", _state_default("dedupe"), "the de-dupe store (diskcache)", _state_shown("dedupe")
@@ -333,6 +334,13 @@ def _accumulator(env: _Env) -> AccumulatorConfig:
         audit_keep_files=env.int("SUMFLOW_AUDIT_KEEP_FILES", 10, 1, 10_000, "newest audit segments kept"),
         max_poll_records=env.int("SUMFLOW_MAX_POLL_RECORDS", 5000, 1, 100_000, "most records per poll (one batch)"),
         http_threads=env.int("SUMFLOW_HTTP_THREADS", 8, 1, 256, "waitress threads serving HTTP"),
+        stall_seconds=env.float(
+            "SUMFLOW_STALL_SECONDS",
+            60.0,
+            1.0,
+            86400.0,
+            "seconds without progress while records are pending before /healthz fails (the watchdog restarts)",
+        ),
     )
 
 

@@ -9,6 +9,13 @@ group id wait for the group coordinator first, even with manual assignment, and 
 until it is found. After a broker restart (or the first use of `__consumer_offsets`) the coordinator
 takes seconds to load, so the service was ready but applied nothing. The group offsets are
 committed instead by GroupOffsetCommitter: its own consumer, in its own thread, latest offsets only.
+
+Every record a standard client can write is read: batches compressed with any codec the broker
+accepts (gzip, snappy, lz4, zstd: their libraries are dependencies), header keys that are not UTF-8
+(kafka_records), and only committed transactions (`read_committed`: an aborted transaction's events
+are never seen). A batch that still cannot be read (corrupt on disk) raises RecordsUnreadable naming
+the partition and offset, every poll: the consumer reports it on /readyz, and the stall detector
+makes /healthz fail so that systemd restarts the service and an operator is alerted.
 """
 
 from __future__ import annotations
@@ -19,11 +26,17 @@ import time
 from collections.abc import Mapping
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from sumflow.adapters.kafka_records import install_lenient_header_keys
 from sumflow.domain.ledger import ConsumedRecord
 
 log = logging.getLogger(__name__)
+
+
+class RecordsUnreadable(RuntimeError):
+    """Kafka returned records the client cannot decode (the message names partition and offset)."""
 
 
 class KafkaEventSource:
@@ -40,22 +53,29 @@ class KafkaEventSource:
         self.topic = topic
         self.max_poll_records = max_poll_records
         self.partition_check_seconds = partition_check_seconds
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=list(bootstrap),
-            group_id=None,  # see the module docstring: the group is GroupOffsetCommitter's
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=max_poll_records,
-            max_partition_fetch_bytes=1 << 20,  # ~5k events: bounded RSS (3 partitions)
-            fetch_max_bytes=4 << 20,
-            metadata_max_age_ms=int(partition_check_seconds * 1000),
-            request_timeout_ms=30000,
-            reconnect_backoff_max_ms=2000,
-        )
+        install_lenient_header_keys()
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._consumer = self._new_consumer()
         self._assigned: dict[int, TopicPartition] = {}
         self._last_check = 0.0
         self._committer = GroupOffsetCommitter(bootstrap, topic, group_id, client_id=f"{client_id}-group")
+
+    def _new_consumer(self) -> KafkaConsumer:
+        return KafkaConsumer(
+            bootstrap_servers=list(self._bootstrap),
+            group_id=None,  # see the module docstring: the group is GroupOffsetCommitter's
+            client_id=self._client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",  # an aborted transaction's events are never counted
+            max_poll_records=self.max_poll_records,
+            max_partition_fetch_bytes=1 << 20,  # ~5k events: bounded RSS (3 partitions)
+            fetch_max_bytes=4 << 20,
+            metadata_max_age_ms=int(self.partition_check_seconds * 1000),
+            request_timeout_ms=30000,
+            reconnect_backoff_max_ms=2000,
+        )
 
     @property
     def partitions(self) -> list[int]:
@@ -99,11 +119,32 @@ class KafkaEventSource:
         if not self._assigned:
             time.sleep(timeout_ms / 1000)
             return []
-        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_poll_records)
+        try:
+            polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_poll_records)
+        except KafkaError as exc:
+            if exc.retriable:
+                raise
+            where = self._positions()
+            # kafka-python (3.0) keeps the failed fetch and spins in its next poll: start afresh; the
+            # next refresh_assignment seeks to the committed offsets and the poll raises again
+            self._consumer.close(autocommit=False)
+            self._consumer = self._new_consumer()
+            self._assigned = {}
+            raise RecordsUnreadable(f"{where}: {type(exc).__name__}: {exc}") from exc
         records: list[ConsumedRecord] = []
         for messages in polled.values():
             records.extend(messages)
         return records
+
+    def _positions(self) -> str:
+        """Where the consumer stands: `topic[partition]@offset ...` (for an error message)."""
+        parts = []
+        for partition, tp in sorted(self._assigned.items()):
+            try:
+                parts.append(f"{self.topic}[{partition}]@{self._consumer.position(tp, timeout_ms=0)}")
+            except Exception:
+                parts.append(f"{self.topic}[{partition}]")
+        return " ".join(parts)
 
     def lag(self) -> dict[int, int]:
         """Highwater minus position per partition, from the last fetch responses (no round trip)."""

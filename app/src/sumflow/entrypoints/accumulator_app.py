@@ -18,28 +18,19 @@ from typing import Any
 import bottle
 import orjson
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from sumflow.accumulator_service import AccumulatorStatus
 from sumflow.adapters.ledger_store import AppliedRow
+from sumflow.entrypoints.http_server import JSON, error_body, metrics_response
 from sumflow.entrypoints.openapi import openapi_document
 from sumflow.observability.metrics import AccumulatorMetrics
 
-JSON = "application/json"
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 _LIMIT = re.compile(r"[0-9]{1,4}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def error_body(status: int, message: str) -> bytes:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    return orjson.dumps({"status": status, "error": phrase, "message": message})
 
 
 def _iso(ts: float) -> str:
@@ -114,7 +105,11 @@ def create_app(
     @app.get("/healthz")
     def healthz() -> bytes:
         bottle.response.content_type = JSON
-        return b'{"status":"ok"}'
+        healthy, reason = status.health()
+        if healthy:
+            return b'{"status":"ok"}'
+        bottle.response.status = 503
+        return orjson.dumps({"status": "unhealthy", "reason": reason})
 
     @app.get("/readyz")
     def readyz() -> bytes:
@@ -126,9 +121,9 @@ def create_app(
 
     @app.get("/metrics")
     def metrics() -> bytes:
-        encoder, content_type = choose_encoder(bottle.request.headers.get("Accept", ""))
+        body, content_type = metrics_response(registry, bottle.request.headers.get("Accept", ""))
         bottle.response.content_type = content_type
-        return encoder(registry)
+        return body
 
     @app.get("/api/openapi.json")
     def openapi() -> bytes:

@@ -92,6 +92,8 @@ def _serve() -> int:
                 _err("consumer thread died")
                 code = 1
                 break
+            if accumulator.status.health()[0]:  # a stalled consumer lets systemd's watchdog restart us
+                sdnotify.notify("WATCHDOG=1")
         sdnotify.notify("STOPPING=1")
     finally:  # whatever happened above, stop the threads so the process can exit
         accumulator.stop()

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import propagate, trace
@@ -43,11 +44,21 @@ _NO_DEADLINE = 86400.0  # grpc reports "no deadline" as a huge time remaining
 UNDECODABLE: Any = object()  # what parse_add_request returns for bytes that are no AddNumbersRequest
 
 
+_KNOWN_FIELDS = frozenset(f.number for f in sum_pb2.AddNumbersRequest.DESCRIPTOR.fields)
+
+
 def parse_add_request(data: bytes) -> sum_pb2.AddNumbersRequest:
+    """The request, or UNDECODABLE. A known field number with the wrong wire type (e.g. a number sent
+    as bytes) is kept by protobuf as an unknown field and the field reads as 0: refuse it instead.
+    A field left at its default is simply absent on the wire, so a plain proto3 client still works."""
     try:
-        return sum_pb2.AddNumbersRequest.FromString(data)
+        request = sum_pb2.AddNumbersRequest.FromString(data)
     except DecodeError:
         return UNDECODABLE
+    for field in UnknownFieldSet(request):
+        if field.field_number in _KNOWN_FIELDS:
+            return UNDECODABLE
+    return request
 
 
 class SumServicer(sum_pb2_grpc.SumServiceServicer):

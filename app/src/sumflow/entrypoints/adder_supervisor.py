@@ -28,6 +28,7 @@ from pathlib import Path
 
 from sumflow.config import AdderConfig, split_listen
 from sumflow.entrypoints.adder_main import WORKER_ENV
+from sumflow.entrypoints.http_server import BackgroundHttpServer, serve_metrics
 from sumflow.observability import sdnotify
 
 log = logging.getLogger("sumflow.adder")
@@ -117,8 +118,7 @@ def run_supervisor(cfg: AdderConfig) -> int:
         workers.signal_all(signal.SIGTERM)
         workers.wait_all(cfg.publish_timeout_seconds + 15.0)
         if metrics_server is not None:
-            metrics_server.shutdown()
-            metrics_server.server_close()
+            metrics_server.close()
         sock.close()
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("adder stopped", extra={"pid": os.getpid()})
@@ -176,8 +176,8 @@ def _supervise(workers: _Workers, sock: socket.socket, stop: list[bool], prom_di
                 workers.spawn(slot)
 
 
-def _serve_metrics(cfg: AdderConfig, prom_dir: Path, worker_pids: Callable[[], list[int]]) -> object:
-    from prometheus_client import CollectorRegistry, Info, multiprocess, start_http_server
+def _serve_metrics(cfg: AdderConfig, prom_dir: Path, worker_pids: Callable[[], list[int]]) -> BackgroundHttpServer:
+    from prometheus_client import CollectorRegistry, Info, multiprocess
 
     import sumflow
 
@@ -188,8 +188,7 @@ def _serve_metrics(cfg: AdderConfig, prom_dir: Path, worker_pids: Callable[[], l
     )
     registry.register(ProcessTreeCollector(lambda: [os.getpid(), *worker_pids()]))
     host, port = split_listen(cfg.metrics_listen)
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return server
+    return serve_metrics(registry, host, port, ident="sumflow-adder")
 
 
 class ProcessTreeCollector:

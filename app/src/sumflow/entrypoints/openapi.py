@@ -76,7 +76,14 @@ def openapi_document() -> dict[str, Any]:
                     }
                 },
             ),
-            "/healthz": _get("getHealth", "Liveness: the process serves HTTP", {"200": _json("Health", "Alive")}),
+            "/healthz": _get(
+                "getHealth",
+                "Liveness: the process serves HTTP and its consumer progresses (or has nothing pending)",
+                {
+                    "200": _json("Health", "Alive"),
+                    "503": _json("Health", "Consumer stalled for SUMFLOW_STALL_SECONDS, with the reason"),
+                },
+            ),
             "/readyz": _get(
                 "getReadiness",
                 "Readiness: state loaded, partitions assigned, last commit succeeded",
@@ -157,7 +164,10 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "required": ["status"],
                     "additionalProperties": False,
-                    "properties": {"status": {"type": "string", "enum": ["ok"]}},
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+                        "reason": {"type": "string"},
+                    },
                 },
                 "Readiness": {
                     "type": "object",
