@@ -228,7 +228,9 @@ def _adder(env: _Env) -> AdderConfig:
         common=_common(env),
         grpc_listen=env.listen("SUMFLOW_GRPC_LISTEN", "0.0.0.0:50051", "gRPC address (not port 0 with processes > 1)"),
         metrics_listen=env.listen(
-            "SUMFLOW_METRICS_LISTEN", "0.0.0.0:9464", "Prometheus `/metrics` (OpenMetrics with exemplars when asked) on the bounded HTTP server the accumulator uses"
+            "SUMFLOW_METRICS_LISTEN",
+            "0.0.0.0:9464",
+            "Prometheus `/metrics` (OpenMetrics with exemplars if asked) on the bounded HTTP server both services use",
         ),
         dedupe_dir=env.path(
             "SUMFLOW_DEDUPE_DIR", _state_default("dedupe"), "the de-dupe store (diskcache)", _state_shown("dedupe")
