@@ -56,9 +56,10 @@ libvirt_up() {
   pool_running() { virsh -q pool-info "$LIBVIRT_POOL" 2>/dev/null | grep -q '^State: *running'; }
   # A restarted libvirtd may still be re-activating the pool: "already active" is fine.
   local _
-  for _ in $(seq 20); do
+  for _ in $(seq 60); do
     pool_running && break
-    virsh -q pool-start "$LIBVIRT_POOL" >/dev/null 2>&1 || sleep 0.5
+    virsh -q pool-start "$LIBVIRT_POOL" >/dev/null 2>&1 || true
+    sleep 0.5
   done
   pool_running || die "storage pool $LIBVIRT_POOL is not running"
 }
