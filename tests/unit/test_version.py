@@ -21,12 +21,13 @@ def test_package_version_is_the_pyproject_version():
 
 def test_the_version_is_typed_nowhere_else():
     literal = re.compile(rf"(?<![\d.]){re.escape(PYPROJECT_VERSION)}(?![\d.])")
-    typed = []
-    for top in ("app/src", "roles", "playbooks", "observability", "scripts", "load", "inventory"):
-        for path in (REPO / top).rglob("*"):
-            if path.is_file() and path.suffix in {".py", ".yml", ".yaml", ".j2", ".js", ".sh", ".toml", ".cfg"}:
-                if literal.search(path.read_text(errors="replace")):
-                    typed.append(str(path.relative_to(REPO)))
+    suffixes = {".py", ".yml", ".yaml", ".j2", ".js", ".sh", ".toml", ".cfg"}
+    typed = [
+        str(path.relative_to(REPO))
+        for top in ("app/src", "roles", "playbooks", "observability", "scripts", "load", "inventory")
+        for path in (REPO / top).rglob("*")
+        if path.is_file() and path.suffix in suffixes and literal.search(path.read_text(errors="replace"))
+    ]
     assert typed == []
 
 
