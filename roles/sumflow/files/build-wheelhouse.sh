@@ -11,12 +11,17 @@
 #     ARCH             target machine, e.g. x86_64 or aarch64
 #     LOCK_FILE        the hash-locked runtime dependencies (requirements/runtime.txt)
 # OUT_DIR/requirements.txt is what hosts install: the lock plus the sumflow wheel with its own hash.
+# The sumflow wheel is built without build isolation in a throwaway venv holding the hash-locked build
+# backend, BUILD_LOCK (env; default build.txt beside LOCK_FILE), so no unpinned setuptools is fetched.
 # PYTHON (env) is the controller interpreter whose pip is used (default python3).
 set -euo pipefail
 (($# == 5)) || { echo "usage: $0 OUT_DIR APP_SOURCE_DIR PY_VERSION ARCH LOCK_FILE" >&2; exit 2; }
 OUT="$1" SRC="$2" PYVER="$3" ARCH="$4" LOCK="$5"
 PYTHON="${PYTHON:-python3}"
-[[ -f "$LOCK" ]] || { echo "$0: lock file $LOCK not found" >&2; exit 2; }
+BUILD_LOCK="${BUILD_LOCK:-$(dirname "$LOCK")/build.txt}"
+for f in "$LOCK" "$BUILD_LOCK"; do
+  [[ -f "$f" ]] || { echo "$0: lock file $f not found" >&2; exit 2; }
+done
 
 [[ -f "$OUT/.complete" ]] && exit 0
 mkdir -p "$(dirname "$OUT")"
@@ -30,7 +35,10 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/src" "$work/wheels"
 tar -C "$SRC" --exclude=build --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache -cf - . |
   tar -C "$work/src" -xf -
-"$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$work/wheels" "$work/src"
+"$PYTHON" -m venv "$work/build"
+"$work/build/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$BUILD_LOCK"
+"$work/build/bin/pip" wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+  --wheel-dir "$work/wheels" "$work/src"
 wheels=("$work"/wheels/sumflow-*.whl)
 ((${#wheels[@]} == 1)) || { echo "$0: expected one sumflow wheel, got ${wheels[*]}" >&2; exit 1; }
 wheel="${wheels[0]}"
