@@ -8,10 +8,12 @@
 // deliberate repeats of ids this VU already got answered (REPEAT_RATIO, must come back duplicate=true
 // with the stored result), and a share of malformed ids (INVALID_RATIO, must come back INVALID_ARGUMENT).
 // Every response is checked. At the end, teardown waits until the accumulator's GET /api/total stops
-// moving and handleSummary compares the count of accepted distinct requests with the growth of
-// `applied` (valid when this run is the only writer). See docs/load.md.
+// moving and compares the count of accepted distinct requests (summed over all VUs, read from k6's
+// own REST API) with the growth of `applied` (valid when this run is the only writer); a mismatch
+// fails the run (exit code 110). See docs/load.md.
 import grpc from 'k6/net/grpc';
 import http from 'k6/http';
+import exec from 'k6/execution';
 import { check, sleep } from 'k6';
 import { Counter, Gauge } from 'k6/metrics';
 
@@ -19,6 +21,7 @@ import {
   GRPC_TARGET,
   REST_URL,
   envNumber,
+  envString,
   parseJson,
   pick,
   randomInt,
@@ -34,6 +37,9 @@ const REPEAT_RATIO = envNumber('REPEAT_RATIO', 0.1);
 const INVALID_RATIO = envNumber('INVALID_RATIO', 0.02);
 const CALL_TIMEOUT = `${envNumber('CALL_TIMEOUT_S', 10)}s`;
 const SETTLE_SECONDS = envNumber('SETTLE_SECONDS', 60);
+// k6's REST API (`k6 run --address`, default localhost:6565): teardown reads the counters summed over
+// every VU from it, since a VU only sees its own.
+const K6_API = envString('K6_API', 'localhost:6565');
 const MAX_OPERAND = envNumber('MAX_OPERAND', 1000000);
 
 // Malformed ids the adder must refuse with INVALID_ARGUMENT.
@@ -58,6 +64,8 @@ export const options = {
     sumflow_unexpected_status: ['count<1'],
   },
   summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
+  // Teardown may wait SETTLE_SECONDS for the accumulator, then reads k6's counters.
+  teardownTimeout: `${SETTLE_SECONDS + 30}s`,
 };
 
 // Outcome counters, summed over all VUs in the end-of-test summary.
@@ -191,11 +199,29 @@ export function setup() {
   return { baseline };
 }
 
+// A counter summed over every VU, from k6's REST API (0 when nothing was ever added to it).
+function k6Counter(name) {
+  const res = http.get(`http://${K6_API}/v1/metrics/${name}`, {
+    tags: { name: 'k6 api' },
+    timeout: '5s',
+    responseCallback: http.expectedStatuses(200, 404),
+  });
+  if (res.status === 404) {
+    return 0;
+  }
+  const doc = res.status === 200 ? parseJson(res.body) : null;
+  if (doc === null || !doc.data || !doc.data.attributes || !doc.data.attributes.sample) {
+    throw new Error(`k6 REST API at ${K6_API} answered ${res.status} for ${name} (set K6_API to k6's --address)`);
+  }
+  return doc.data.attributes.sample.count;
+}
+
 export function teardown(data) {
   if (!data || !data.baseline) {
     return;
   }
   // Wait until the accumulator has caught up: `applied` unchanged over three polls a second apart.
+  // The polls also give k6 time to take in the VUs' last samples before its counters are read.
   const deadline = Date.now() + SETTLE_SECONDS * 1000;
   let last = readTotal();
   let stable = 0;
@@ -205,10 +231,35 @@ export function teardown(data) {
     stable = now !== null && last !== null && now.applied === last.applied ? stable + 1 : 0;
     last = now;
   }
-  if (last !== null) {
-    appliedDelta.add(last.applied - data.baseline.applied);
-    totalDelta.add(Number(last.total) - Number(data.baseline.total));
+  if (last === null) {
+    exec.test.fail(`applied check: MISMATCH (${REST_URL}/api/total unreadable at the end)`);
+    return;
   }
+  const applied = last.applied - data.baseline.applied;
+  const total = Number(last.total) - Number(data.baseline.total);
+  appliedDelta.add(applied);
+  totalDelta.add(total);
+  const verdict = compareApplied({
+    accepted: k6Counter('sumflow_accepted_new'),
+    maybe: k6Counter('sumflow_uncertain'),
+    sum: k6Counter('sumflow_accepted_sum_pos') - k6Counter('sumflow_accepted_sum_neg'),
+    applied,
+    total,
+  });
+  if (verdict.startsWith('MISMATCH')) {
+    exec.test.fail(`applied check: ${verdict}`);
+  }
+}
+
+// The verdict on accepted distinct requests vs the growth of applied (and their sum vs the total).
+function compareApplied({ accepted, maybe, sum, applied, total }) {
+  if (applied === accepted && maybe === 0) {
+    return total === sum ? 'OK' : 'MISMATCH (applied count matches, total does not)';
+  }
+  if (applied >= accepted && applied <= accepted + maybe) {
+    return `OK (${applied - accepted} of ${maybe} calls without an answer were applied)`;
+  }
+  return 'MISMATCH';
 }
 
 function metricValue(data, name, stat) {
@@ -224,16 +275,7 @@ export function appliedVerdict(data) {
     (metricValue(data, 'sumflow_accepted_sum_neg', 'count') || 0);
   const applied = metricValue(data, 'sumflow_applied_delta', 'value');
   const total = metricValue(data, 'sumflow_total_delta', 'value');
-  let verdict;
-  if (applied === null) {
-    verdict = 'SKIPPED (no /api/total baseline)';
-  } else if (applied === accepted && maybe === 0) {
-    verdict = total === sum ? 'OK' : 'MISMATCH (applied count matches, total does not)';
-  } else if (applied >= accepted && applied <= accepted + maybe) {
-    verdict = `OK (${applied - accepted} of ${maybe} calls without an answer were applied)`;
-  } else {
-    verdict = 'MISMATCH';
-  }
+  const verdict = applied === null ? 'SKIPPED (no /api/total baseline)' : compareApplied({ accepted, maybe, sum, applied, total });
   return { accepted_distinct: accepted, uncertain: maybe, accepted_sum: sum, applied_delta: applied, total_delta: total, verdict };
 }
 
@@ -247,7 +289,7 @@ export function handleSummary(data) {
     `applied check: ${verdict.verdict}\n`;
   const out = { stdout: text };
   if (__ENV.SUMMARY_JSON) {
-    out[__ENV.SUMMARY_JSON] = JSON.stringify({ applied_check: verdict, metrics: data.metrics }, null, 2);
+    out[__ENV.SUMMARY_JSON] = JSON.stringify({ applied_check: verdict, metrics: data.metrics, checks: data.root_group.checks }, null, 2);
   }
   return out;
 }

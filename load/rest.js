@@ -149,7 +149,7 @@ export default readEndpoints;
 export function handleSummary(data) {
   const out = { stdout: textSummary(data, ['http_req_duration']) };
   if (__ENV.SUMMARY_JSON) {
-    out[__ENV.SUMMARY_JSON] = JSON.stringify({ metrics: data.metrics }, null, 2);
+    out[__ENV.SUMMARY_JSON] = JSON.stringify({ metrics: data.metrics, checks: data.root_group.checks }, null, 2);
   }
   return out;
 }

@@ -15,7 +15,7 @@ test_packages=(
     # drop vagrant-libvirt (only Recommended by vagrant), so it is named here.
     vagrant vagrant-libvirt
     wrk                                             # HTTP benchmark load
-    nodejs                                          # runs buf (make lint-proto) and the k6 stand-in modules
+    nodejs                                          # runs buf (make lint-proto)
 )
 # Real VMs under libvirt (QEMU; software emulation where nested KVM cannot boot a stock kernel), and
 # what building the Debian box from Debian packages needs.

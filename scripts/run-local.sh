@@ -26,16 +26,18 @@ TOPIC="${SUMFLOW_TOPIC:-summation}"
 DLQ_TOPIC="${SUMFLOW_DLQ_TOPIC:-summation.dlq}"
 VAR="${SUMFLOW_RUN_DIR:-$ROOT/var}"
 LOGS="$VAR/logs"
-PY="$ROOT/.venv/bin/python"
+# The run-only venv (make venv-run: the hash-locked runtime dependencies and the package, ~60 MB).
+VENV="${SUMFLOW_RUN_VENV:-$ROOT/.venv-run}"
+PY="$VENV/bin/python"
 
 say() { printf '\033[1m[run-local]\033[0m %s\n' "$*"; }
 die() { say "ERROR: $*" >&2; exit 1; }
 
 command -v java >/dev/null || die "Java 17+ is required: sudo apt-get install -y openjdk-17-jre-headless"
 command -v mvn >/dev/null || die "Maven is required to fetch Kafka from Maven Central: sudo apt-get install -y maven"
-if [[ ! -x "$PY" || ! -x "$ROOT/.venv/bin/sumflow-adder" ]]; then
-  say "creating the Python venv (make venv)"
-  make -s venv
+if [[ ! -x "$PY" || ! -x "$VENV/bin/sumflow-adder" ]]; then
+  say "creating the Python venv (make venv-run)"
+  make -s venv-run RUN_VENV="$VENV"
 fi
 for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$ADDER_PORT" "$ADDER_METRICS_PORT" "$ACCUMULATOR_PORT"; do
   if "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(s.connect_ex(('127.0.0.1', $port)) != 0)"; then
@@ -84,12 +86,12 @@ export SUMFLOW_KAFKA_BOOTSTRAP="$BOOTSTRAP" SUMFLOW_TOPIC="$TOPIC" SUMFLOW_DLQ_T
 
 say "starting sumflow-accumulator on http://$BIND_HOST:$ACCUMULATOR_PORT (state in var/accumulator)"
 SUMFLOW_HTTP_LISTEN="$BIND_HOST:$ACCUMULATOR_PORT" SUMFLOW_STATE_DIR="$VAR/accumulator" \
-  setsid "$ROOT/.venv/bin/sumflow-accumulator" >>"$LOGS/accumulator.log" 2>&1 &
+  setsid "$VENV/bin/sumflow-accumulator" >>"$LOGS/accumulator.log" 2>&1 &
 PIDS+=($!)
 
 say "starting sumflow-adder on $BIND_HOST:$ADDER_PORT (de-dupe store in var/adder)"
 SUMFLOW_GRPC_LISTEN="$BIND_HOST:$ADDER_PORT" SUMFLOW_METRICS_LISTEN="$BIND_HOST:$ADDER_METRICS_PORT" \
-  SUMFLOW_DEDUPE_DIR="$VAR/adder/dedupe" setsid "$ROOT/.venv/bin/sumflow-adder" >>"$LOGS/adder.log" 2>&1 &
+  SUMFLOW_DEDUPE_DIR="$VAR/adder/dedupe" setsid "$VENV/bin/sumflow-adder" >>"$LOGS/adder.log" 2>&1 &
 PIDS+=($!)
 
 "$PY" - "$BIND_HOST" "$ADDER_PORT" "$ACCUMULATOR_PORT" "${PIDS[1]}" "${PIDS[2]}" <<'EOF' || { [[ $STOPPING == 1 ]] && exit 0; die "services did not become ready (logs: $LOGS)"; }
@@ -144,7 +146,7 @@ cat <<EOF
   Logs (JSON lines)    $RUN_DIR/logs/adder.log  $RUN_DIR/logs/accumulator.log  $RUN_DIR/kafka/broker.log
 
   Try it, in another terminal:
-    . .venv/bin/activate
+    . ${VENV#"$ROOT"/}/bin/activate
     ${CLIENT_ENV}sumflow add 40 2
     sumflow total
     sumflow status

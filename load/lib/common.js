@@ -44,9 +44,10 @@ export function selectedScenarios(all) {
 // The two executors every script offers, with a peak stage each: `closed` (ramping-vus, a fixed
 // population calling back to back, like the original test) and `open` (ramping-arrival-rate:
 // arrivals at a set rate whatever the latency). `defaults` gives the per-script levels that the
-// VUS, PEAK_VUS, RATE, PEAK_RATE, PRE_VUS and MAX_VUS environment variables override.
+// VUS, PEAK_VUS, RATE, PEAK_RATE, PRE_VUS and MAX_VUS environment variables override; GRACE_S is the
+// graceful stop of each scenario (and the gap before the next one starts).
 export function loadScenarios(exec, defaults) {
-  const graceS = 10;
+  const graceS = envNumber('GRACE_S', 10);
   const stages = (hold, peak) => [
     { duration: `${envNumber('RAMP_S', 30)}s`, target: hold },
     { duration: `${envNumber('HOLD_S', 60)}s`, target: hold },
@@ -149,7 +150,7 @@ export function textSummary(data, trendNames) {
       );
     }
   }
-  for (const name of ['iterations', 'grpc_reqs', 'http_reqs']) {
+  for (const name of ['iterations', 'http_reqs']) {
     const m = metrics[name];
     if (m && m.values) {
       lines.push(`${name}: ${m.values.count} (${fmt(m.values.rate, 1)}/s)`);

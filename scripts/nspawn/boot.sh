@@ -44,12 +44,13 @@ IPv6AcceptRA=no
 NET
 
 # Own cgroups, so each host's systemd gets its own tree (the machine's PID 1 is not systemd).
-for h in systemd unified; do mkdir -p "/sys/fs/cgroup/$h/nspawn-$NAME"; done
+CGROUP="$(host_cgroup "$NAME")"
+for h in systemd unified; do mkdir -p "/sys/fs/cgroup/$h/$CGROUP"; done
 setsid bash -c '
-  for h in systemd unified; do echo $$ >"/sys/fs/cgroup/$h/nspawn-$1/cgroup.procs"; done
+  for h in systemd unified; do echo $$ >"/sys/fs/cgroup/$h/$4/cgroup.procs"; done
   exec systemd-nspawn -q -D "$2" -M "$1" -b --register=no --keep-unit --console=passive \
     --network-bridge="$3" --resolv-conf=copy-host
-' nspawn-boot "$NAME" "$M" "$NSPAWN_BRIDGE" </dev/null >"$D/console.log" 2>&1 &
+' nspawn-boot "$NAME" "$M" "$NSPAWN_BRIDGE" "$CGROUP" </dev/null >"$D/console.log" 2>&1 &
 echo $! >"$D/nspawn.pid"
 NSPAWN_PID=$!
 

@@ -8,6 +8,9 @@ NSPAWN_CACHE="${NSPAWN_CACHE:-$SUMFLOW_CACHE/nspawn}"
 NSPAWN_RUN="${NSPAWN_RUN:-/var/tmp/sumflow-nspawn}"
 NSPAWN_BRIDGE="${NSPAWN_BRIDGE:-sfmol0}"
 NSPAWN_PREFIX="${NSPAWN_PREFIX:-10.231.0}"   # /24; the host side of the bridge is .1
+# A host's own cgroup (under /sys/fs/cgroup/{systemd,unified}/): named after the bridge too, so two sets
+# of hosts with the same names (their own NSPAWN_BRIDGE) never stop each other's processes.
+host_cgroup() { printf 'nspawn-%s-%s' "$NSPAWN_BRIDGE" "$1"; }
 NSPAWN_SUITE="${NSPAWN_SUITE:-bookworm}"
 NSPAWN_MIRROR="${NSPAWN_MIRROR:-http://deb.debian.org/debian}"
 # Packages baked into the cached root file system. The base set (debootstrap --include) is what

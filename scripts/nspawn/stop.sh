@@ -10,10 +10,11 @@ require_root
 
 NAME="${1:?usage: stop.sh NAME}"
 D="$NSPAWN_RUN/$NAME"
+CGROUP="$(host_cgroup "$NAME")"
 
 # Every process of the host, in all nested cgroups its systemd created.
 cgroup_pids() {
-  find "/sys/fs/cgroup/systemd/nspawn-$NAME" "/sys/fs/cgroup/unified/nspawn-$NAME" -name cgroup.procs \
+  find "/sys/fs/cgroup/systemd/$CGROUP" "/sys/fs/cgroup/unified/$CGROUP" -name cgroup.procs \
     -exec cat {} + 2>/dev/null | sort -u || true
 }
 
@@ -37,8 +38,8 @@ if mountpoint -q "$D/merged" 2>/dev/null; then
   umount "$D/merged" 2>/dev/null || umount -l "$D/merged"
 fi
 for h in systemd unified; do
-  [[ -d "/sys/fs/cgroup/$h/nspawn-$NAME" ]] &&
-    find "/sys/fs/cgroup/$h/nspawn-$NAME" -depth -type d -exec rmdir {} + 2>/dev/null
+  [[ -d "/sys/fs/cgroup/$h/$CGROUP" ]] &&
+    find "/sys/fs/cgroup/$h/$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null
 done
 rm -rf "$D"
 log "$NAME stopped and removed"

