@@ -2,11 +2,12 @@
 
 Grafana, Loki, Tempo and Alloy cannot be downloaded on this machine, so instead of converging them we
 render, with the real ansible-playbook and the real inventories (inventory/example, inventory/vagrant
-with their group_vars), every template their grafana.grafana roles write from our variables
-(playbooks/vars/grafana_stack.yml): grafana.ini, the datasource and dashboard provisioning files (their
-text is taken from the collection's own tasks), Loki's and Tempo's config.yml, Alloy's config and env
-file. The Prometheus config and units come from roles/prometheus and roles/node_exporter, and the
-config is checked with the real `promtool check config`.
+with their group_vars), every template their grafana.grafana roles write from our configuration
+(roles/grafana_stack: its defaults, and the vars its tasks/{loki,tempo,grafana,alloy}.yml hand to each
+collection role): grafana.ini, the datasource and dashboard provisioning files (their text is taken
+from the collection's own tasks), Loki's and Tempo's config.yml, Alloy's config and env file. The
+role's own preflight checks run first. The Prometheus config and units come from roles/prometheus and
+roles/node_exporter, and the config is checked with the real `promtool check config`.
 """
 
 from __future__ import annotations
@@ -59,13 +60,26 @@ def _task_content(tasks_file: Path, task_name: str) -> str:
     return content
 
 
-def _render_role(root: Path, name: str, defaults: Path, templates: Path, tasks: list[dict[str, Any]]) -> None:
-    """A throwaway role whose defaults ARE the real role's defaults (same precedence) and whose
+STACK_ROLE = REPO / "roles/grafana_stack"
+
+
+def _stack_vars(component: str) -> dict[str, Any]:
+    """The vars roles/grafana_stack hands to the collection's `component` role (its import_role task)."""
+    (task,) = yaml.safe_load((STACK_ROLE / "tasks" / f"{component}.yml").read_text())
+    assert task["ansible.builtin.import_role"]["name"] == f"grafana.grafana.{component}"
+    return dict(task["vars"])
+
+
+def _render_role(
+    root: Path, name: str, defaults: Path | list[Path], templates: Path, tasks: list[dict[str, Any]]
+) -> None:
+    """A throwaway role whose defaults ARE the real roles' defaults (same precedence) and whose
     templates directory IS the real role's, with tasks that only render into render_dir."""
     role = root / "roles" / name
-    (role / "defaults").mkdir(parents=True)
+    (role / "defaults" / "main").mkdir(parents=True)
     (role / "tasks").mkdir()
-    (role / "defaults" / "main.yml").symlink_to(defaults)
+    for index, path in enumerate([defaults] if isinstance(defaults, Path) else defaults):
+        (role / "defaults" / "main" / f"{index}-{path.parent.parent.name}.yml").symlink_to(path)
     (role / "templates").symlink_to(templates, target_is_directory=True)
     (role / "tasks" / "main.yml").write_text(yaml.safe_dump(tasks, sort_keys=False))
 
@@ -75,6 +89,14 @@ def _template(src: str, dest: str) -> dict[str, Any]:
         "name": f"render {dest}",
         "ansible.builtin.template": {"src": src, "dest": "{{ render_dir }}/{{ inventory_hostname }}/" + dest},
     }
+
+
+def _with_stack_vars(components: list[str], tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`tasks` in a block carrying the vars roles/grafana_stack passes to those collection roles."""
+    merged: dict[str, Any] = {}
+    for component in components:
+        merged.update(_stack_vars(component))
+    return [{"name": "as roles/grafana_stack imports " + ", ".join(components), "vars": merged, "block": tasks}]
 
 
 def _build_render_project(root: Path) -> Path:
@@ -112,83 +134,109 @@ def _build_render_project(root: Path) -> Path:
         REPO / "roles/node_exporter/templates",
         [mkdir, _template("node_exporter.service.j2", "node_exporter.service")],
     )
+    stack_defaults = STACK_ROLE / "defaults/main.yml"
     _render_role(
         root,
         "render_loki",
-        roles / "loki/defaults/main.yml",
+        [roles / "loki/defaults/main.yml", stack_defaults],
         roles / "loki/templates",
-        [_template("config.yml.j2", "loki.yml")],
+        _with_stack_vars(["loki"], [_template("config.yml.j2", "loki.yml")]),
     )
     _render_role(
         root,
         "render_tempo",
-        roles / "tempo/defaults/main.yml",
+        [roles / "tempo/defaults/main.yml", stack_defaults],
         roles / "tempo/templates",
-        [_template("config.yml.j2", "tempo.yml")],
+        _with_stack_vars(["tempo"], [_template("config.yml.j2", "tempo.yml")]),
     )
     _render_role(
         root,
         "render_alloy",
-        roles / "alloy/defaults/main.yml",
+        [roles / "alloy/defaults/main.yml", stack_defaults],
         roles / "alloy/templates",
-        [_template("config.alloy.j2", "config.alloy"), _template("alloy.j2", "alloy.env")],
+        [
+            {
+                "name": "the grafana_stack agent preflight",
+                "ansible.builtin.include_tasks": str(STACK_ROLE / "tasks/preflight.yml"),
+            },
+            *_with_stack_vars(
+                ["alloy"], [_template("config.alloy.j2", "config.alloy"), _template("alloy.j2", "alloy.env")]
+            ),
+        ],
     )
     _render_role(
         root,
         "render_grafana",
-        roles / "grafana/defaults/main.yml",
+        [roles / "grafana/defaults/main.yml", stack_defaults],
         extra_templates,
         [
             {
-                # Same merge as the grafana role's first task.
-                "name": "inherit grafana_ini defaults",
-                "ansible.builtin.set_fact": {
-                    "grafana_ini": "{{ grafana_ini_default | ansible.builtin.combine(grafana_ini | default({}), "
-                    "recursive=true) }}"
-                },
+                "name": "the grafana_stack server preflight",
+                "ansible.builtin.include_tasks": str(STACK_ROLE / "tasks/preflight.yml"),
+                "vars": {"grafana_stack__preflight_server": True},
             },
-            _template("grafana.ini.j2", "grafana.ini"),
-            _template("datasources.yml.j2", "datasources.yml"),
-            _template("dashboards.yml.j2", "dashboards.yml"),
-            {
-                "name": "record grafana facts the role acts on",
-                "ansible.builtin.copy": {
-                    "dest": "{{ render_dir }}/{{ inventory_hostname }}/grafana_facts.json",
-                    "content": "{{ {'dashboards_dir': grafana_dashboards_dir, 'version': grafana_version,"
-                    " 'loki_version': loki_version, 'tempo_version': tempo_version,"
-                    " 'alloy_version': alloy_version, 'api_url': grafana_api_url,"
-                    " 'enabled': sumflow_grafana_stack_enabled | default(true)} | to_json }}",
-                },
-            },
+            *_with_stack_vars(
+                ["loki", "tempo", "alloy", "grafana"],
+                [
+                    {
+                        # Same merge as the grafana role's first task.
+                        "name": "inherit grafana_ini defaults",
+                        "ansible.builtin.set_fact": {
+                            "grafana_ini": "{{ grafana_ini_default | ansible.builtin.combine("
+                            "grafana_ini | default({}), recursive=true) }}"
+                        },
+                    },
+                    _template("grafana.ini.j2", "grafana.ini"),
+                    _template("datasources.yml.j2", "datasources.yml"),
+                    _template("dashboards.yml.j2", "dashboards.yml"),
+                    {
+                        "name": "record grafana facts the role acts on",
+                        "ansible.builtin.copy": {
+                            "dest": "{{ render_dir }}/{{ inventory_hostname }}/grafana_facts.json",
+                            "content": "{{ {'dashboards_dir': grafana_dashboards_dir, 'version': grafana_version,"
+                            " 'loki_version': loki_version, 'tempo_version': tempo_version,"
+                            " 'alloy_version': alloy_version, 'api_url': grafana_api_url,"
+                            " 'enabled': sumflow_grafana_stack_enabled | default(true)} | to_json }}",
+                        },
+                    },
+                ],
+            ),
         ],
     )
-    # The real playbooks' vars_files, hosts and play split; playbook_dir/../observability resolves as
-    # in the repo (grafana_dashboards_dir is relative to playbook_dir).
+    # The real playbooks' hosts, play vars and play split; the dashboards directory resolves as in the
+    # repo (roles/grafana_stack: role_path/../../observability).
     playbooks = root / "playbooks"
     playbooks.mkdir()
-    (playbooks / "vars").symlink_to(REPO / "playbooks/vars", target_is_directory=True)
     (root / "observability").symlink_to(REPO / "observability", target_is_directory=True)
+    real = {name: yaml.safe_load((REPO / "playbooks" / name).read_text()) for name in ("monitoring.yml", "agents.yml")}
     plays = [
         {
             "name": "monitoring hosts",
             "hosts": "monitoring",
             "gather_facts": False,
-            "vars_files": ["vars/grafana_stack.yml"],
+            "vars": {k: v for p in real["monitoring.yml"] for k, v in p.get("vars", {}).items()},
             "roles": ["render_prometheus", "render_loki", "render_tempo", "render_grafana"],
         },
         {
             "name": "every host",
             "hosts": "kafka:adder:accumulator:monitoring",
             "gather_facts": False,
-            "vars_files": ["vars/grafana_stack.yml"],
+            "vars": {k: v for p in real["agents.yml"] for k, v in p.get("vars", {}).items()},
             "roles": ["render_node_exporter", "render_alloy"],
         },
     ]
-    # The real playbooks must have the same shape (hosts + vars file) as what is rendered here.
-    for real, rendered_play in (("monitoring.yml", plays[0]), ("agents.yml", plays[1])):
-        real_plays = yaml.safe_load((REPO / "playbooks" / real).read_text())
-        assert all(p["vars_files"] == rendered_play["vars_files"] for p in real_plays)
-        assert {p["hosts"] for p in real_plays} == {rendered_play["hosts"]}
+    # The real playbooks must have the same shape (hosts + the grafana_stack entry points) as rendered here.
+    for name, rendered_play in (("monitoring.yml", plays[0]), ("agents.yml", plays[1])):
+        assert {p["hosts"] for p in real[name]} == {rendered_play["hosts"]}
+    roles_used = [r["role"] for p in real["monitoring.yml"] for r in p.get("roles", [])]
+    assert roles_used == ["prometheus", "grafana_stack"], roles_used
+    agent_imports = [
+        t["ansible.builtin.import_role"]
+        for p in real["agents.yml"]
+        for t in p.get("tasks", [])
+        if "ansible.builtin.import_role" in t
+    ]
+    assert agent_imports == [{"name": "grafana_stack", "tasks_from": "agent"}], agent_imports
     (playbooks / "render.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
     return playbooks / "render.yml"
 

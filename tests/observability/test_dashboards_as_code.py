@@ -119,10 +119,10 @@ def test_deploy_only_names_are_what_the_kafka_roles_jmx_rules_produce():
 
 
 def _deployed_grafana_version() -> str:
-    """major.minor of the Grafana the playbooks install (the default of sumflow_grafana_version)."""
-    text = (REPO / "playbooks" / "vars" / "grafana_stack.yml").read_text()
-    match = re.search(r"^grafana_version: .*default\('(\d+)\.(\d+)\.\d+'\)", text, re.MULTILINE)
-    assert match, "grafana_version not found in playbooks/vars/grafana_stack.yml"
+    """major.minor of the Grafana the playbooks install (the default of grafana_stack_grafana_version)."""
+    defaults = yaml.safe_load((REPO / "roles/grafana_stack/defaults/main.yml").read_text())
+    match = re.fullmatch(r"(\d+)\.(\d+)\.\d+", str(defaults["grafana_stack_grafana_version"]))
+    assert match, "grafana_stack_grafana_version in roles/grafana_stack/defaults/main.yml is not x.y.z"
     return f"{match.group(1)}.{match.group(2)}"
 
 
