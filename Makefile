@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: buf config-docs lint-proto proto-release deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv venv-run lock proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy bench
+.PHONY: buf config-docs lint-proto proto-release deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv venv-run lock proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy test-roles bench
 
 # Debian/Ubuntu packages (installed only when missing, as root or through sudo).
 deps:
@@ -148,6 +148,16 @@ test-observability: venv
 # docs/molecule.md). Always tears the hosts, bridge and NAT down, also on failure or Ctrl-C.
 test-deploy: venv
 	scripts/nspawn/molecule-test.sh test
+
+# One fast Molecule scenario per role (molecule/<role>/: one booted nspawn host, converge, idempotence,
+# short verify), one after the other on their own bridge and subnet so they never meet test-deploy's
+# hosts; each always tears down. ROLE_SCENARIOS="kafka" runs a subset. Not part of `make test`.
+ROLE_SCENARIOS ?= common release_artifact node_exporter prometheus kafka sumflow
+test-roles: venv
+	@set -e; for s in $(ROLE_SCENARIOS); do \
+	  NSPAWN_BRIDGE=$${NSPAWN_BRIDGE:-sfrole0} NSPAWN_PREFIX=$${NSPAWN_PREFIX:-10.236.0} \
+	  NSPAWN_RUN=$${NSPAWN_RUN:-/var/tmp/sumflow-nspawn-roles} scripts/nspawn/molecule-test.sh test $$s; \
+	done
 
 # A Debian 12 box for vagrant-libvirt built from Debian packages (no box download), added as
 # sumflow/debian12. Cached: a second run does nothing.
