@@ -87,6 +87,7 @@ BAD_INPUTS = {
     "kafka ids": ({"kafka_node_id": 1}, "kafka", "must be positive and unique"),
     "kafka min.insync": ({"kafka_min_insync_replicas": 4}, "kafka", "min.insync.replicas"),
     "sumflow ports": ({"sumflow_http_port": 50051}, "adder", "must be distinct ports"),
+    "sumflow watchdog": ({"sumflow_accumulator_watchdog_seconds": 0}, "accumulator", "must be whole seconds >= 1"),
     "sumflow paths": ({"sumflow_state_root": "var/lib/sumflow"}, "adder", "must be absolute paths"),
     "prometheus retention": (
         {"prometheus_retention_time": "15days"},
