@@ -88,11 +88,14 @@ do_pack() {
   cp "$HERE"/dist/bin/*.sh "$root/bin/"
   cp "$HERE"/dist/config/* "$root/config/"
   chmod 0755 "$root"/bin/*.sh
-  # Reproducible archive: fixed owner and mtime, sorted names, so the checksum is stable.
+  # Reproducible archive: fixed owner and mtime, sorted names, so the checksum is stable. Written under
+  # names of this process and renamed into place, so concurrent packs (two Molecule scenarios) and
+  # readers of the checksum file never see a partial file.
   tar -C "$stage" --sort=name --owner=0 --group=0 --numeric-owner --mtime='2025-01-01 00:00Z' \
-    -czf "$out/$DIST_NAME.tgz.tmp" "$DIST_NAME"
-  mv "$out/$DIST_NAME.tgz.tmp" "$out/$DIST_NAME.tgz"
-  (cd "$out" && sha256sum "$DIST_NAME.tgz" >"$DIST_NAME.tgz.sha256")
+    -czf "$out/$DIST_NAME.tgz.tmp.$$" "$DIST_NAME"
+  (cd "$out" && sha256sum "$DIST_NAME.tgz.tmp.$$" | sed "s/[.]tmp[.]$$\$//" >"$DIST_NAME.tgz.sha256.tmp.$$")
+  mv "$out/$DIST_NAME.tgz.tmp.$$" "$out/$DIST_NAME.tgz"
+  mv "$out/$DIST_NAME.tgz.sha256.tmp.$$" "$out/$DIST_NAME.tgz.sha256"
   rm -rf "$stage"
   log "packed $out/$DIST_NAME.tgz"
   echo "$out/$DIST_NAME.tgz"
