@@ -71,7 +71,9 @@ phase() {  # phase NAME CMD...: runs CMD with its output in the log, records the
 networks_before="$(mktemp)"
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  # A second Ctrl-C must not cut the clean-up short.
+  trap "" INT TERM
+  trap - EXIT
   log "cleanup: vagrant destroy -f"
   vagrant destroy -f >>"$REPORT.destroy" 2>&1 || log "vagrant destroy failed (see $REPORT.destroy)"
   # Whatever Vagrant left: domains and volumes of this project, and networks it made.
