@@ -12,16 +12,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from kafka import KafkaProducer
 
 from sumflow.adapters.kafka_records import RawHeaderKey, install_lenient_header_keys
-from tests.fuzz.test_kafka_hostile_records import read_dlq
-from tests.support.broker import console_produce, unique_topic
-from tests.support.chaos_processes import AccumulatorProcess, accumulator_env
+from tests.support.broker import console_produce
+from tests.support.chaos_processes import AccumulatorProcess
+from tests.support.topic_reader import read_dlq
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 TOPIC_MAX_BYTES = 1_048_588  # the broker's default max.message.bytes
@@ -38,18 +35,6 @@ def event(first: int, second: int) -> bytes:
             "produced_at_ms": int(time.time() * 1000),
         }
     ).encode()
-
-
-@pytest.fixture
-def accumulator(kafka_broker, tmp_path: Path) -> Iterator[tuple[AccumulatorProcess, str, str]]:
-    topic = kafka_broker.create_topic(unique_topic("clients"), partitions=2)
-    dlq = kafka_broker.create_topic(unique_topic("clients-dlq"), partitions=1)
-    env = accumulator_env(kafka_broker.bootstrap, topic, dlq, tmp_path / "state")
-    proc = AccumulatorProcess(env, tmp_path / "a.log")
-    proc.start()
-    proc.wait_ready()
-    yield proc, topic, dlq
-    proc.kill()
 
 
 def assert_healthy(acc: AccumulatorProcess) -> None:

@@ -13,14 +13,10 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
-from tests.support.broker import unique_topic
-from tests.support.chaos_processes import AccumulatorProcess, accumulator_env
+from tests.support.topic_reader import read_dlq
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_EVENT_BYTES = 64 * 1024  # documented in sumflow.domain.events
@@ -128,36 +124,6 @@ def mutated_values(rng: random.Random, count: int) -> list[bytes]:
             raw[rng.randrange(len(raw))] = rng.randrange(256)
         out.append(bytes(raw))
     return out
-
-
-@pytest.fixture
-def accumulator(kafka_broker, tmp_path: Path) -> Iterator[tuple[AccumulatorProcess, str, str]]:
-    topic = kafka_broker.create_topic(unique_topic("hostile"), partitions=2)
-    dlq = kafka_broker.create_topic(unique_topic("hostile-dlq"), partitions=1)
-    env = accumulator_env(kafka_broker.bootstrap, topic, dlq, tmp_path / "state")
-    proc = AccumulatorProcess(env, tmp_path / "a.log")
-    proc.start()
-    proc.wait_ready()
-    yield proc, topic, dlq
-    proc.kill()
-
-
-def read_dlq(bootstrap: str, dlq: str, expected: int, timeout: float = 60.0) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_bytes=64 << 20)
-    tp = TopicPartition(dlq, 0)
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
-    records: list = []
-    give_up = time.monotonic() + timeout
-    try:
-        while len(records) < expected and time.monotonic() < give_up:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        for batch in consumer.poll(timeout_ms=1000).values():  # anything beyond the expected count
-            records.extend(batch)
-    finally:
-        consumer.close()
-    return records
 
 
 def test_hostile_records_go_to_the_dlq_and_valid_ones_are_exact(kafka_broker, accumulator):

@@ -39,3 +39,22 @@ def read_records(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]
 def read_events(bootstrap: str, topic: str, timeout: float = 60.0) -> list[dict[str, Any]]:
     """The JSON summation events on `topic`, decoded."""
     return [orjson.loads(r.value) for r in read_records(bootstrap, topic, timeout)]
+
+
+def read_dlq(bootstrap: str, dlq: str, expected: int, timeout: float = 60.0) -> list[Any]:
+    """Records of partition 0 of `dlq` until `expected` arrived (or `timeout`), plus any beyond that."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_bytes=64 << 20)
+    tp = TopicPartition(dlq, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    records: list[Any] = []
+    give_up = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < give_up:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        for batch in consumer.poll(timeout_ms=1000).values():  # anything beyond the expected count
+            records.extend(batch)
+    finally:
+        consumer.close()
+    return records

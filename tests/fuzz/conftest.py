@@ -1,0 +1,24 @@
+"""Fixtures of the Kafka fuzz tests: an accumulator process on fresh topics of the session broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import unique_topic
+from tests.support.chaos_processes import AccumulatorProcess, accumulator_env
+
+
+@pytest.fixture
+def accumulator(kafka_broker, tmp_path: Path) -> Iterator[tuple[AccumulatorProcess, str, str]]:
+    """A ready accumulator on a new 2-partition topic and its 1-partition DLQ: (process, topic, dlq)."""
+    topic = kafka_broker.create_topic(unique_topic("fuzz"), partitions=2)
+    dlq = kafka_broker.create_topic(unique_topic("fuzz-dlq"), partitions=1)
+    env = accumulator_env(kafka_broker.bootstrap, topic, dlq, tmp_path / "state")
+    proc = AccumulatorProcess(env, tmp_path / "a.log")
+    proc.start()
+    proc.wait_ready()
+    yield proc, topic, dlq
+    proc.kill()
