@@ -18,7 +18,7 @@ require_root
 
 BOX_PACKAGES="${BOX_PACKAGES:-systemd,systemd-sysv,systemd-resolved,dbus,linux-image-amd64,openssh-server,sudo,python3,python3-apt,python3-venv,iproute2,ca-certificates,procps,acl,tar,gzip,systemd-timesyncd,openjdk-17-jre-headless,curl,rsync}"
 BOX_DISK_GB="${BOX_DISK_GB:-12}"
-BOX_RECIPE=v2
+BOX_RECIPE=v3
 key="$(printf '%s|%s|%s|%s' "$BOX_SUITE" "$BOX_PACKAGES" "$BOX_DISK_GB" "$BOX_RECIPE" | sha256sum | cut -c1-12)"
 work="$VAGRANT_CACHE/vagrant-box/$key"
 box_file="$work/sumflow-debian12.box"
@@ -76,6 +76,8 @@ printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStart
 rm -f /var/lib/dbus/machine-id
 ln -s /etc/machine-id /var/lib/dbus/machine-id
 printf 'localhost\n' >/etc/hostname
+# debootstrap writes no /etc/hosts; Vagrant only adds the VM's own name to it.
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >/etc/hosts
 apt-get clean
 GUEST
   install -m 0600 -o 1000 -g 1000 "$(vagrant_insecure_key)" "$rootfs/home/vagrant/.ssh/authorized_keys"
