@@ -54,9 +54,10 @@ libvirt_up() {
     virsh -q pool-build "$LIBVIRT_POOL" >/dev/null
   fi
   pool_running() { virsh -q pool-info "$LIBVIRT_POOL" 2>/dev/null | grep -q '^State: *running'; }
-  # A restarted libvirtd may still be re-activating the pool: "already active" is fine.
+  # A restarted libvirtd may still be re-activating the pool (up to half a minute and more on a busy
+  # machine): "already active" is fine.
   local _
-  for _ in $(seq 60); do
+  for _ in $(seq 240); do
     pool_running && break
     virsh -q pool-start "$LIBVIRT_POOL" >/dev/null 2>&1 || true
     sleep 0.5
