@@ -53,7 +53,8 @@ libvirt_up() {
     virsh -q pool-define-as "$LIBVIRT_POOL" dir --target "$LIBVIRT_POOL_DIR" >/dev/null
     virsh -q pool-build "$LIBVIRT_POOL" >/dev/null
   fi
-  pool_running() { virsh -q pool-info "$LIBVIRT_POOL" 2>/dev/null | grep -q '^State: *running'; }
+  # grep reads all of it: with -q, virsh could die of SIGPIPE and pipefail would call a running pool stopped.
+  pool_running() { virsh -q pool-info "$LIBVIRT_POOL" 2>/dev/null | grep '^State: *running' >/dev/null; }
   # A restarted libvirtd may still be re-activating the pool (up to half a minute and more on a busy
   # machine): "already active" is fine.
   local _

@@ -141,7 +141,7 @@ provision_again() {
   recap="$(vagrant provision mon1 2>&1 | tee /dev/stderr | grep -E '^[a-z0-9]+ +: ok=')"
   echo "$recap"
   [[ -n "$recap" ]] || { echo "no PLAY RECAP in the output"; return 1; }
-  if grep -Ev 'changed=0 .*failed=0' <<<"$recap" | grep -q .; then
+  if [[ -n "$(grep -Ev 'changed=0 .*failed=0' <<<"$recap")" ]]; then
     echo "second provision changed something or failed"
     return 1
   fi
