@@ -9,7 +9,6 @@ never counted, and the accumulator stays ready and healthy throughout.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -18,6 +17,7 @@ from kafka import KafkaProducer
 from sumflow.adapters.kafka_records import RawHeaderKey, install_lenient_header_keys
 from tests.support.broker import console_produce
 from tests.support.chaos_processes import AccumulatorProcess
+from tests.support.event_records import event_value
 from tests.support.topic_reader import read_dlq
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
@@ -25,16 +25,8 @@ TOPIC_MAX_BYTES = 1_048_588  # the broker's default max.message.bytes
 
 
 def event(first: int, second: int) -> bytes:
-    return json.dumps(
-        {
-            "v": 1,
-            "request_id": str(uuid.uuid4()),
-            "first_number": first,
-            "second_number": second,
-            "result": first + second,
-            "produced_at_ms": int(time.time() * 1000),
-        }
-    ).encode()
+    """A valid event with a fresh request id, written by the shared hand-made encoder."""
+    return event_value(str(uuid.uuid4()), first, second)
 
 
 def assert_healthy(acc: AccumulatorProcess) -> None:
