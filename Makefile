@@ -175,11 +175,11 @@ test-vagrant: deps-vagrant venv
 bench: venv
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
-# Short version of every fault scenario (part of `make test`; with test-fuzz ~6 min on 2 cores).
+# Short version of every fault scenario (part of `make test`; ~3 min on 2 cores, measured times in RELIABILITY.md).
 test-chaos: venv
 	$(PYTEST) tests/chaos
 
-# The long fault runs of issue 6 (~30 min): 100 accumulator kills in 100k requests, 20 adder kills,
+# The long fault runs (8–10 min measured, up to 30 min on a loaded machine): 100 accumulator kills in 100k requests, 20 adder kills,
 # 5 broker restarts, ... Rows also go to var/chaos-results.jsonl; see RELIABILITY.md.
 chaos: venv
 	mkdir -p var && rm -f var/chaos-results.jsonl

@@ -1,6 +1,6 @@
 """On PYTHONPATH, sets the interpreter's GIL switch interval from BENCH_SWITCHINTERVAL (seconds) in
 every Python process started with it: the services under test, to measure the effect before changing
-their code (see BENCHMARKS.md, "GIL convoy on the de-dupe writer lock")."""
+their code (see benchmarks/results/history-until-2026-12-07.md, the GIL convoy of the de-dupe writer lock)."""
 
 import os
 import sys
