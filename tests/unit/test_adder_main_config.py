@@ -8,8 +8,6 @@ import sys
 
 import pytest
 
-from sumflow.config import load_adder_config
-
 
 @pytest.mark.parametrize(
     ("name", "value", "needle"),
@@ -17,7 +15,7 @@ from sumflow.config import load_adder_config
         ("SUMFLOW_DEDUPE_TTL_SECONDS", "soon", "SUMFLOW_DEDUPE_TTL_SECONDS"),
         ("SUMFLOW_GRPC_LISTEN", "nowhere", "SUMFLOW_GRPC_LISTEN"),
         ("SUMFLOW_ADDER_PROCESSES", "0", "SUMFLOW_ADDER_PROCESSES"),
-        ("SUMFLOW_ADDER_SERVER", "asyncio", "SUMFLOW_ADDER_SERVER"),
+        ("SUMFLOW_GRPC_WORKERS", "many", "SUMFLOW_GRPC_WORKERS"),
     ],
 )
 def test_config_error_is_one_line_and_exit_2(name: str, value: str, needle: str) -> None:
@@ -45,8 +43,3 @@ def test_several_processes_need_a_fixed_port() -> None:
     )
     assert proc.returncode == 2
     assert "SUMFLOW_ADDER_PROCESSES" in proc.stderr
-
-
-@pytest.mark.parametrize(("value", "kind"), [("", "aio"), ("sync", "sync"), ("aio", "aio"), (" sync ", "sync")])
-def test_server_kind_switch(value: str, kind: str) -> None:
-    assert load_adder_config({"SUMFLOW_ADDER_SERVER": value}).server_kind == kind

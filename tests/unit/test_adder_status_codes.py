@@ -24,8 +24,8 @@ from sumflow.adapters.event_publisher import Delivery
 from sumflow.domain.events import decode_event
 from sumflow.domain.idempotency import DedupeRecord
 from sumflow.domain.summation import AddCommand
-from sumflow.entrypoints.adder_aio_server import AioGrpcServer, AioSumServicer
-from sumflow.entrypoints.adder_server import GrpcServer, SumServicer, build_grpc_server
+from sumflow.entrypoints.adder_grpc_server import AdderGrpcServer
+from sumflow.entrypoints.adder_servicer import SumServicer
 from sumflow.observability.metrics import AdderMetrics
 from sumflow.service_layer.add_numbers import AddNumbersHandler
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
@@ -77,8 +77,8 @@ class Adder:
         return self.registry.get_sample_value(name, labels) or 0.0
 
 
-@pytest.fixture(params=["sync", "aio"])
-def adder(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Adder]:
+@pytest.fixture
+def adder(tmp_path: Path) -> Iterator[Adder]:
     store = DedupeStore(tmp_path / "dedupe", ttl_seconds=3600, size_limit_bytes=1 << 22)
     publisher = ScriptedPublisher()
     registry = CollectorRegistry()
@@ -91,15 +91,7 @@ def adder(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Adder]:
         pending_timeout_seconds=30.0,
         metrics=metrics,
     )
-    server: GrpcServer | AioGrpcServer
-    if request.param == "aio":
-        server = AioGrpcServer(
-            AioSumServicer(handler, metrics=metrics), listen="127.0.0.1:0", workers=16, reuse_port=False
-        )
-    else:
-        server = build_grpc_server(
-            SumServicer(handler, metrics=metrics), listen="127.0.0.1:0", workers=16, reuse_port=False
-        )
+    server = AdderGrpcServer(SumServicer(handler, metrics=metrics), listen="127.0.0.1:0", workers=16, reuse_port=False)
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     yield Adder(sum_pb2_grpc.SumServiceStub(channel), publisher, store, registry)

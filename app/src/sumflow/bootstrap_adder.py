@@ -17,8 +17,8 @@ from sumflow.adapters.dedupe_store import DedupeStore
 from sumflow.adapters.event_publisher import EventPublisher, ProducerSettings
 from sumflow.config import AdderConfig, split_listen
 from sumflow.entrypoints import http_server
-from sumflow.entrypoints.adder_aio_server import AioGrpcServer, AioSumServicer
-from sumflow.entrypoints.adder_server import GrpcServer, SumServicer, build_grpc_server
+from sumflow.entrypoints.adder_grpc_server import AdderGrpcServer
+from sumflow.entrypoints.adder_servicer import SumServicer
 from sumflow.observability.metrics import AdderMetrics, new_registry
 from sumflow.observability.tracing import setup_tracing, shutdown_tracing
 from sumflow.service_layer.add_numbers import AddNumbersHandler
@@ -34,7 +34,7 @@ class AdderApp:
     cfg: AdderConfig
     store: DedupeStore
     publisher: EventPublisher
-    grpc: GrpcServer | AioGrpcServer
+    grpc: AdderGrpcServer
     handler: AddNumbersHandler
     registry: CollectorRegistry
     metrics_server: Any = None
@@ -55,7 +55,6 @@ class AdderApp:
                 "metrics_port": self.metrics_port,
                 "pid": os.getpid(),
                 "topic": self.cfg.common.topic,
-                "server": self.cfg.server_kind,
             },
         )
 
@@ -121,8 +120,7 @@ def build_adder(
         metrics=metrics,
         tracer=tracer if tracing_on else None,
     )
-    servicer_kind = AioSumServicer if cfg.server_kind == "aio" else SumServicer
-    servicer = servicer_kind(
+    servicer = SumServicer(
         handler,
         metrics=metrics,
         tracer=tracer if tracing_on else None,
@@ -130,15 +128,9 @@ def build_adder(
         log_every_call=cfg.access_log == "all",
     )
     try:
-        grpc_server: GrpcServer | AioGrpcServer
-        if isinstance(servicer, AioSumServicer):
-            grpc_server = AioGrpcServer(
-                servicer, listen=cfg.grpc_listen, workers=cfg.grpc_workers, reuse_port=cfg.processes > 1
-            )
-        else:
-            grpc_server = build_grpc_server(
-                servicer, listen=cfg.grpc_listen, workers=cfg.grpc_workers, reuse_port=cfg.processes > 1
-            )
+        grpc_server = AdderGrpcServer(
+            servicer, listen=cfg.grpc_listen, workers=cfg.grpc_workers, reuse_port=cfg.processes > 1
+        )
         metrics_server = None
         metrics_port = None
         if serve_metrics:

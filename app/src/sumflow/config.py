@@ -35,14 +35,13 @@ class AdderConfig:
     dedupe_dir: Path
     dedupe_ttl_seconds: int
     dedupe_size_limit_bytes: int
-    grpc_workers: int  # threads serving gRPC calls
+    grpc_workers: int  # bounds the calls served at once: 64 per worker
     processes: int  # processes sharing the gRPC port with SO_REUSEPORT
     publish_timeout_seconds: float  # retry budget for one event (Kafka delivery timeout)
     producer_retries: int
     producer_linger_ms: int
     producer_max_in_flight: int
     pending_timeout_seconds: float  # a pending de-dupe record older than this may be taken over
-    server_kind: str = "aio"  # SUMFLOW_ADDER_SERVER: "aio" (grpc.aio event loop) or "sync" (thread pool)
     access_log: str = "failures"  # SUMFLOW_ACCESS_LOG: "all" calls, or "failures" (not OK) and traced calls
 
 
@@ -246,7 +245,7 @@ def _adder(env: _Env) -> AdderConfig:
             64,
             1,
             1024,
-            "`sync`: gRPC handler threads per process; `aio`: threads for the blocking path (repeated ids)",
+            "calls served at once per process: 64 times this (the gRPC server's `maximum_concurrent_rpcs`)",
         ),
         processes=env.int(
             "SUMFLOW_ADDER_PROCESSES", 1, 1, 64, "above 1: a supervisor and N workers sharing the port (SO_REUSEPORT)"
@@ -273,12 +272,6 @@ def _adder(env: _Env) -> AdderConfig:
             1.0,
             3600.0,
             "a pending de-dupe record older than this may be taken over by a retry",
-        ),
-        server_kind=env.choice(
-            "SUMFLOW_ADDER_SERVER",
-            "aio",
-            ("aio", "sync"),
-            "`aio`: grpc.aio servicer on one event loop; `sync`: thread-pool servicer",
         ),
         access_log=env.choice(
             "SUMFLOW_ACCESS_LOG",

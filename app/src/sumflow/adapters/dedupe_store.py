@@ -76,25 +76,20 @@ class DedupeStore:
     ) -> None:
         """Like `claim` without blocking: `then(claimed, error_or_None)` runs on the writer thread after the commit.
 
-        For the asyncio servicer, whose event loop must not wait on the writer's latch.
+        For the asyncio use case, whose event loop must not wait on the writer's latch.
         """
         value = record.to_tuple()
-        claimed: list[bool] = []
+        self._write_later(lambda cache: bool(cache.add(request_id, value, expire=self.ttl_seconds)), then)
 
-        def op(cache: diskcache.Cache) -> bool:
-            claimed.append(bool(cache.add(request_id, value, expire=self.ttl_seconds)))
-            return claimed[-1]
-
-        def done(error: BaseException | None) -> None:
-            if error is not None or not claimed:
-                then(False, DedupeUnavailable(f"de-dupe store: {error}"))
-            else:
-                then(claimed[-1], None)
-
-        try:
-            self._writer.submit(op, done)
-        except OSError as exc:
-            raise DedupeUnavailable(f"de-dupe store: {exc}") from exc
+    def replace_later(
+        self,
+        request_id: str,
+        expected: DedupeRecord,
+        new: DedupeRecord,
+        then: Callable[[bool, DedupeUnavailable | None], None],
+    ) -> None:
+        """Like `replace` without blocking: `then(replaced, error_or_None)` runs on the writer thread after commit."""
+        self._write_later(self._replace_op(request_id, expected, new), then)
 
     def get(self, request_id: str) -> DedupeRecord | None:
         try:
@@ -105,6 +100,11 @@ class DedupeStore:
 
     def replace(self, request_id: str, expected: DedupeRecord, new: DedupeRecord) -> bool:
         """Write `new` only if the stored record is still `expected` (compare-and-set)."""
+        return bool(self._write(self._replace_op(request_id, expected, new)))
+
+    def _replace_op(
+        self, request_id: str, expected: DedupeRecord, new: DedupeRecord
+    ) -> Callable[[diskcache.Cache], bool]:
         value = new.to_tuple()
 
         def op(cache: diskcache.Cache) -> bool:
@@ -113,7 +113,7 @@ class DedupeStore:
             cache.set(request_id, value, expire=self.ttl_seconds)
             return True
 
-        return bool(self._write(op))
+        return op
 
     def complete(self, request_id: str, record: DedupeRecord) -> None:
         """Store the final (done) record: the id's answer for the rest of the TTL."""
@@ -149,6 +149,23 @@ class DedupeStore:
             return bool(cache.delete(request_id))
 
         return bool(self._write(op))
+
+    def _write_later(
+        self, op: Callable[[diskcache.Cache], bool], then: Callable[[bool, DedupeUnavailable | None], None]
+    ) -> None:
+        """Queue `op`; `then(op_result, None)` after its commit, or `then(False, DedupeUnavailable)`."""
+        result: list[bool] = []
+
+        def done(error: BaseException | None) -> None:
+            if error is not None or not result:
+                then(False, DedupeUnavailable(f"de-dupe store: {error}"))
+            else:
+                then(result[-1], None)
+
+        try:
+            self._writer.submit(lambda cache: result.append(op(cache)), done)
+        except OSError as exc:
+            raise DedupeUnavailable(f"de-dupe store: {exc}") from exc
 
     def _write(self, op: Callable[[diskcache.Cache], Any]) -> Any:
         try:

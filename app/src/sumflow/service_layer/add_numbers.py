@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -67,12 +67,6 @@ class DeadlineReached(AddFailed):
     """The client's deadline passed before the answer was known (DEADLINE_EXCEEDED)."""
 
 
-@dataclass(slots=True)
-class _InFlight:
-    owner: str
-    settled: threading.Event
-
-
 class AddNumbersHandler:
     def __init__(
         self,
@@ -98,13 +92,19 @@ class AddNumbersHandler:
         self._owner_prefix = f"{self._pid}-{secrets.token_hex(4)}-"
         self._counter = itertools.count()
         # Live calls of this process by owner token, registered before their claim is written so
-        # that a same-process repeat never mistakes a just-claimed record for a dead owner's.
-        self._live: dict[str, _InFlight] = {}
+        # that a same-process repeat never mistakes a just-claimed record for a dead owner's; each
+        # with the wake-ups of the calls waiting for its outcome.
+        self._live: dict[str, list[Callable[[], None]]] = {}
         self._live_lock = threading.Lock()
         self._mailboxes: dict[asyncio.AbstractEventLoop, LoopMailbox] = {}
 
-    def add(self, cmd: AddCommand, deadline: float | None = None) -> AddResult:
-        """Run one call; `deadline` is a time.monotonic() instant or None (no client deadline)."""
+    async def add(self, cmd: AddCommand, deadline: float | None = None) -> AddResult:
+        """Run one call on the event loop; `deadline` is a time.monotonic() instant or None (no client deadline).
+
+        The claim's commit and Kafka's acknowledgement are futures resolved from the store's writer
+        thread and the producer's thread. A known id (repeat, conflict, wait, take-over) is decided
+        from the stored record; waiting for another owner awaits its outcome without blocking the loop.
+        """
         give_up = deadline if deadline is not None else time.monotonic() + self._pending_timeout + self._publish_timeout
         request_id = cmd.request_id
         owner = self._register()
@@ -112,10 +112,10 @@ class AddNumbersHandler:
         try:
             for _ in range(_MAX_ROUNDS):
                 record = DedupeRecord.pending(cmd, owner, self._pid, self._clock())
-                if self._store.claim(request_id, record):
+                if await self._await_write(self._store.claim_later, request_id, record):
                     self._count("new")
                     handed_over = True
-                    return self._publish(cmd, record, deadline)
+                    return await self._publish(cmd, record, deadline)
                 existing = self._store.get(request_id)
                 if existing is None:
                     continue  # expired or released between the two reads: claim again
@@ -136,12 +136,12 @@ class AddNumbersHandler:
                         f"({existing.first_number}, {existing.second_number})"
                     )
                 if decision is Decision.TAKE_OVER:
-                    if self._store.replace(request_id, existing, record):
+                    if await self._await_write(self._store.replace_later, request_id, existing, record):
                         self._count("takeover")
                         handed_over = True
-                        return self._publish(cmd, record, deadline)
+                        return await self._publish(cmd, record, deadline)
                     continue
-                self._wait_for_change(request_id, existing, give_up, deadline)
+                await self._wait_for_change(request_id, existing, give_up, deadline)
         except DedupeUnavailable as exc:
             raise NotPublished(f"de-duplication store unavailable, retry with the same request_id: {exc}") from exc
         finally:
@@ -149,36 +149,12 @@ class AddNumbersHandler:
                 self._forget(owner)
         raise NotPublished("request_id is contended, retry with the same request_id")
 
-    async def add_async(self, cmd: AddCommand, deadline: float | None = None) -> AddResult:
-        """`add` for an asyncio servicer: the same rules, awaiting instead of blocking the loop.
-
-        The common path (a new id) awaits the claim's commit and Kafka's acknowledgement as futures
-        resolved from the writer and producer threads. A known id (repeat, conflict, wait, take-over)
-        runs the blocking decision flow of `add` in a worker thread: it is rare and may sleep.
-        """
-        owner = self._register()
-        record = DedupeRecord.pending(cmd, owner, self._pid, self._clock())
-        handed_over = False
-        try:
-            claimed = await self._await_claim(cmd.request_id, record)
-            if claimed:
-                self._count("new")
-                handed_over = True
-                return await self._publish_async(cmd, record, deadline)
-        except DedupeUnavailable as exc:
-            raise NotPublished(f"de-duplication store unavailable, retry with the same request_id: {exc}") from exc
-        finally:
-            if not handed_over:
-                self._forget(owner)
-        return await asyncio.to_thread(self.add, cmd, deadline)
-
-    async def _await_claim(self, request_id: str, record: DedupeRecord) -> bool:
+    async def _await_write(self, write_later: Callable[..., None], *args: Any) -> bool:
+        """Await a store write that reports from the writer thread (`claim_later`, `replace_later`)."""
         loop = asyncio.get_running_loop()
         mailbox = self._mailbox(loop)
         future: asyncio.Future[bool] = loop.create_future()
-        self._store.claim_later(
-            request_id, record, lambda claimed, error: mailbox.post(settle_future, future, claimed, error)
-        )
+        write_later(*args, lambda done, error: mailbox.post(settle_future, future, done, error))
         return await future
 
     def _mailbox(self, loop: asyncio.AbstractEventLoop) -> LoopMailbox:
@@ -188,7 +164,16 @@ class AddNumbersHandler:
             mailbox = self._mailboxes.setdefault(loop, LoopMailbox(loop))
         return mailbox
 
-    async def _publish_async(self, cmd: AddCommand, record: DedupeRecord, deadline: float | None) -> AddResult:
+    def _register(self) -> str:
+        """A new owner token, registered as live before its claim is written."""
+        owner = self._owner_prefix + str(next(self._counter))
+        with self._live_lock:
+            self._live[owner] = []
+        return owner
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def _publish(self, cmd: AddCommand, record: DedupeRecord, deadline: float | None) -> AddResult:
         request_id = cmd.request_id
         outcome_owned = False
         try:
@@ -225,40 +210,6 @@ class AddNumbersHandler:
             if not outcome_owned:
                 self._settle(request_id, record, PublishFailed("other", "publish aborted"))
         return AddResult(request_id, cmd.result, False)
-
-    def _register(self) -> str:
-        """A new owner token, registered as live before its claim is written."""
-        owner = self._owner_prefix + str(next(self._counter))
-        with self._live_lock:
-            self._live[owner] = _InFlight(owner, threading.Event())
-        return owner
-
-    # -- publishing -------------------------------------------------------------------------
-
-    def _publish(self, cmd: AddCommand, record: DedupeRecord, deadline: float | None) -> AddResult:
-        request_id = cmd.request_id
-        outcome_owned = False  # True once the store outcome is settled or left to the delivery
-        try:
-            with self._publish_span(request_id) as span:
-                delivery = self._send(cmd)
-                try:
-                    acked = delivery.wait(self._ack_budget(deadline))
-                except PublishFailed as exc:
-                    outcome_owned = True
-                    self._refuse_failed(request_id, record, exc, span)
-                if not acked:
-                    outcome_owned = True
-                    self._refuse_unacked(request_id, record, delivery, span, deadline)
-                if self._metrics is not None:
-                    self._observe_produce(delivery.latency_seconds, span)
-            outcome_owned = True
-            self._settle(request_id, record, None)
-        finally:
-            if not outcome_owned:  # an unexpected error before the event was handed over
-                self._settle(request_id, record, PublishFailed("other", "publish aborted"))
-        return AddResult(request_id, cmd.result, False)
-
-    # Pieces of _publish shared with the asyncio path (add_numbers_aio.py).
 
     def _send(self, cmd: AddCommand) -> Delivery:
         value = encode_event(cmd, int(self._clock() * 1000))
@@ -326,9 +277,9 @@ class AddNumbersHandler:
     def _forget(self, owner: str) -> None:
         """The call is over (the store has its outcome): drop it from the live calls, wake its waiters."""
         with self._live_lock:
-            live = self._live.pop(owner, None)
-        if live is not None:
-            live.settled.set()
+            waiters = self._live.pop(owner, None)
+        for wake in waiters or ():
+            wake()
 
     def _observe_produce(self, seconds: float, span: trace.Span) -> None:
         assert self._metrics is not None
@@ -355,18 +306,33 @@ class AddNumbersHandler:
             return True
         return True
 
-    def _wait_for_change(self, request_id: str, existing: DedupeRecord, give_up: float, deadline: float | None) -> None:
-        """Block until the pending record changes (or is gone), or raise when time is up."""
+    async def _wait_for_change(
+        self, request_id: str, existing: DedupeRecord, give_up: float, deadline: float | None
+    ) -> None:
+        """Return once the pending record changes (or is gone), or raise when time is up.
+
+        The owner is a live call of this process: await its outcome. Another process: poll the store.
+        """
+        loop = asyncio.get_running_loop()
+        settled: asyncio.Future[bool] = loop.create_future()
+        mailbox = self._mailbox(loop)
         with self._live_lock:
-            local = self._live.get(existing.owner)
-        if local is not None:
+            waiters = self._live.get(existing.owner)
+            if waiters is not None:
+                waiters.append(lambda: mailbox.post(settle_future, settled, True, None))
+        if waiters is not None:
             remaining = give_up - time.monotonic()
-            if remaining > 0 and local.settled.wait(remaining):
-                return
+            if remaining > 0:
+                timer = loop.call_later(remaining, settle_future, settled, False, None)
+                try:
+                    if await settled:
+                        return
+                finally:
+                    timer.cancel()
         else:
             pause = _POLL_FIRST_SECONDS
             while time.monotonic() + pause < give_up:
-                time.sleep(pause)
+                await asyncio.sleep(pause)
                 if self._store.get(request_id) != existing:
                     return
                 pause = min(pause * 2, _POLL_MAX_SECONDS)

@@ -1,24 +1,21 @@
-"""gRPC side of the adder: the SumService servicer, health, reflection and the server itself.
+"""The adder's SumService servicer: one `AddNumbers` call, from request bytes to status code.
 
 The servicer only translates: protobuf in -> validate_add -> AddNumbersHandler -> protobuf out,
 and maps each refusal to its status code. It never lets client input become UNKNOWN/INTERNAL.
+It runs on the grpc.aio event loop (entrypoints/adder_grpc_server.py hosts it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
-from concurrent import futures
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
@@ -84,16 +81,19 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
             self._duration = metrics.request_duration.labels(METHOD)
             self._counters = {code: metrics.requests.labels(METHOD, code.name) for code in grpc.StatusCode}
 
-    def AddNumbers(
-        self, request: sum_pb2.AddNumbersRequest, context: grpc.ServicerContext
+    async def AddNumbers(
+        self, request: sum_pb2.AddNumbersRequest, context: grpc.aio.ServicerContext
     ) -> sum_pb2.AddNumbersResponse:
         if request is UNDECODABLE:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, _UNDECODABLE_DETAILS)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _UNDECODABLE_DETAILS)
         started, deadline, parent = self._begin(context)
         with self._server_span(parent) as span:
             try:
                 cmd = validate_add(request.request_id, request.first_number, request.second_number)
-                answer = self._handler.add(cmd, deadline)
+                answer = await self._handler.add(cmd, deadline)
+            except asyncio.CancelledError:  # the client cancelled or its deadline passed
+                self._record(span, request.request_id, grpc.StatusCode.CANCELLED, "deadline", started)
+                raise
             except Exception as exc:
                 reply = self._refused(request, exc, span)
             else:
@@ -184,83 +184,3 @@ _REFUSALS_BY_TYPE: dict[type[Exception], tuple[grpc.StatusCode, str]] = {
 }
 _Reply = tuple[sum_pb2.AddNumbersResponse, grpc.StatusCode, str, str]  # response, code, details, log outcome
 _UNDECODABLE_DETAILS = "the message is not a valid sumflow.v1.AddNumbersRequest"
-
-
-@dataclass(slots=True)
-class GrpcServer:
-    server: grpc.Server
-    health: health.HealthServicer
-    port: int
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self, grace_seconds: float) -> None:
-        """Refuse new calls, let in-flight calls finish within the grace period."""
-        self.server.stop(grace_seconds).wait(grace_seconds + 1.0)
-
-    def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, status)
-
-
-def server_options(reuse_port: bool) -> list[tuple[str, int]]:
-    """Channel options shared by the threaded and the asyncio server."""
-    return [("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 64 * 1024)]
-
-
-def register_services(
-    server: grpc.Server | grpc.aio.Server, add_numbers: Callable[..., Any], health_servicer: Any
-) -> None:
-    """AddNumbers, health and reflection on either kind of server.
-
-    AddNumbers is registered by hand so that bytes that are not an AddNumbersRequest get
-    INVALID_ARGUMENT: with the generated helper, grpc answers a failed parse with INTERNAL
-    ("Exception deserializing request!").
-    """
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                SERVICE_NAME,
-                {
-                    "AddNumbers": grpc.unary_unary_rpc_method_handler(
-                        add_numbers,
-                        request_deserializer=parse_add_request,
-                        response_serializer=sum_pb2.AddNumbersResponse.SerializeToString,
-                    )
-                },
-            ),
-        )
-    )
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
-
-
-def bind(server: grpc.Server | grpc.aio.Server, listen: str) -> int:
-    """Bind the insecure port; the bound port, or OSError naming the address."""
-    try:
-        port = server.add_insecure_port(listen)
-    except RuntimeError as exc:
-        raise OSError(f"cannot listen on {listen}: {exc}") from exc
-    if port == 0:
-        raise OSError(f"cannot listen on {listen} (address in use or not available)")
-    return port
-
-
-def build_grpc_server(servicer: SumServicer, *, listen: str, workers: int, reuse_port: bool) -> GrpcServer:
-    """Create and bind (not start) the server; health starts NOT_SERVING. Raises OSError if the bind fails."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        options=server_options(reuse_port),
-        maximum_concurrent_rpcs=workers * 64,
-    )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    register_services(server, servicer.AddNumbers, health_servicer)
-    port = bind(server, listen)
-    grpc_server = GrpcServer(server, health_servicer, port)
-    grpc_server.set_serving(False)
-    return grpc_server
