@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sumflow.adapters.dedupe_store import DedupeStore, DedupeUnavailable
+from sumflow.adapters.adder_ports import DedupeUnavailable
+from sumflow.adapters.dedupe_store import DedupeStore
 from sumflow.domain.idempotency import DedupeRecord, RecordState
 from sumflow.domain.summation import AddCommand
 

@@ -30,16 +30,15 @@ from typing import Any
 
 import diskcache
 
+from sumflow.adapters.adder_ports import DedupeUnavailable
 from sumflow.domain.idempotency import DedupeRecord, RecordState
 
 log = logging.getLogger(__name__)
 
 
-class DedupeUnavailable(RuntimeError):
-    """The store could not be read or written in time (locked or I/O error)."""
-
-
 class DedupeStore:
+    """The adder's `DedupeStorePort` on a diskcache directory."""
+
     def __init__(
         self,
         directory: Path,

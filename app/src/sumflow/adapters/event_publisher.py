@@ -16,18 +16,12 @@ from dataclasses import dataclass
 from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 
+from sumflow.adapters.adder_ports import PublishFailed
+
 log = logging.getLogger(__name__)
 
 
 REPLACE_INTERVAL_SECONDS = 5.0
-
-
-class PublishFailed(RuntimeError):
-    """Kafka did not acknowledge the event within the retry budget."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason  # short metric label: timeout, broker_error, closed, ...
 
 
 class BrokerUnreachable(RuntimeError):

@@ -19,13 +19,18 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from sumflow.adapters.dedupe_store import DedupeStore, DedupeUnavailable
-from sumflow.adapters.event_publisher import Delivery, PublishFailed
+from sumflow.adapters.adder_ports import (
+    DedupeStorePort,
+    DedupeUnavailable,
+    DeliveryPort,
+    EventPublisherPort,
+    PublishFailed,
+)
 from sumflow.domain.events import encode_event
 from sumflow.domain.idempotency import Decision, DedupeRecord, RecordState, decide
 from sumflow.domain.summation import AddCommand
@@ -38,10 +43,6 @@ _POLL_FIRST_SECONDS = 0.002
 _POLL_MAX_SECONDS = 0.05
 _MAX_ROUNDS = 10_000  # safety bound on claim/inspect rounds of one call
 _ACK_MARGIN_SECONDS = 1.0  # the producer's own delivery timeout normally fires first
-
-
-class Publisher(Protocol):
-    def publish(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> Delivery: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,8 @@ class DeadlineReached(AddFailed):
 class AddNumbersHandler:
     def __init__(
         self,
-        store: DedupeStore,
-        publisher: Publisher,
+        store: DedupeStorePort,
+        publisher: EventPublisherPort,
         *,
         topic: str,
         publish_timeout_seconds: float,
@@ -211,7 +212,7 @@ class AddNumbersHandler:
                 self._settle(request_id, record, PublishFailed("other", "publish aborted"))
         return AddResult(request_id, cmd.result, False)
 
-    def _send(self, cmd: AddCommand) -> Delivery:
+    def _send(self, cmd: AddCommand) -> DeliveryPort:
         value = encode_event(cmd, int(self._clock() * 1000))
         headers = kafka_headers() if self._tracer is not None else []
         return self._publisher.publish(cmd.request_id.encode(), value, headers)
@@ -231,7 +232,7 @@ class AddNumbersHandler:
         raise NotPublished(f"event not acknowledged by Kafka, retry with the same request_id: {exc}") from exc
 
     def _refuse_unacked(
-        self, request_id: str, record: DedupeRecord, delivery: Delivery, span: trace.Span, deadline: float | None
+        self, request_id: str, record: DedupeRecord, delivery: DeliveryPort, span: trace.Span, deadline: float | None
     ) -> NoReturn:
         """Still in flight: whoever resolves it settles the store; waiters wait for that."""
         self._leave_to_delivery(request_id, record, delivery)
@@ -240,7 +241,7 @@ class AddNumbersHandler:
             raise DeadlineReached("deadline exceeded while waiting for Kafka's acknowledgement")
         raise NotPublished("Kafka did not acknowledge in time, retry with the same request_id")
 
-    def _leave_to_delivery(self, request_id: str, record: DedupeRecord, delivery: Delivery) -> None:
+    def _leave_to_delivery(self, request_id: str, record: DedupeRecord, delivery: DeliveryPort) -> None:
         delivery.on_resolved(lambda error: self._settle(request_id, record, error))
 
     def _publish_span(self, request_id: str) -> AbstractContextManager[trace.Span]:
