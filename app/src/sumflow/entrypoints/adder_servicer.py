@@ -10,17 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
-from opentelemetry import propagate, trace
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
 
 from sumflow.domain.summation import InvalidRequest, SumOutOfRange, validate_add
+from sumflow.observability.adder_telemetry import CallTelemetry, set_error
 from sumflow.observability.metrics import AdderMetrics
 from sumflow.service_layer.add_numbers import (
     AddNumbersHandler,
@@ -34,7 +32,6 @@ from sumflow.v1 import sum_pb2, sum_pb2_grpc
 log = logging.getLogger("sumflow.adder")
 
 SERVICE_NAME = sum_pb2.DESCRIPTOR.services_by_name["SumService"].full_name  # sumflow.v1.SumService
-METHOD = f"{SERVICE_NAME}/AddNumbers"
 _NO_DEADLINE = 86400.0  # grpc reports "no deadline" as a huge time remaining
 
 
@@ -73,21 +70,25 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
         # a write per line): by default only calls answered with another status than OK are logged,
         # and calls recorded in a trace (so a trace in Tempo always finds its log line in Loki).
         self._log_ok = log_every_call
-        self._metrics = metrics
-        self._tracer = tracer  # None: tracing off, no spans
-        self._extract = extract_trace_context
-        self._counters: dict[grpc.StatusCode, Any] = {}
-        if metrics is not None:
-            self._duration = metrics.request_duration.labels(METHOD)
-            self._counters = {code: metrics.requests.labels(METHOD, code.name) for code in grpc.StatusCode}
+        self._telemetry = CallTelemetry(
+            metrics,
+            tracer,
+            service=SERVICE_NAME,
+            method="AddNumbers",
+            codes=[code.name for code in grpc.StatusCode],
+            extract_trace_context=extract_trace_context,
+        )
 
     async def AddNumbers(
         self, request: sum_pb2.AddNumbersRequest, context: grpc.aio.ServicerContext
     ) -> sum_pb2.AddNumbersResponse:
         if request is UNDECODABLE:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _UNDECODABLE_DETAILS)
-        started, deadline, parent = self._begin(context)
-        with self._server_span(parent) as span:
+        started = time.perf_counter()
+        remaining = context.time_remaining()
+        deadline = None if remaining is None or remaining > _NO_DEADLINE else time.monotonic() + remaining
+        parent = self._telemetry.begin(context.invocation_metadata())
+        with self._telemetry.server_span(parent) as span:
             try:
                 cmd = validate_add(request.request_id, request.first_number, request.second_number)
                 answer = await self._handler.add(cmd, deadline)
@@ -95,40 +96,14 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
                 self._record(span, request.request_id, grpc.StatusCode.CANCELLED, "deadline", started)
                 raise
             except Exception as exc:
-                reply = self._refused(request, exc, span)
+                response, code, details, outcome = self._refused(request, exc, span)
             else:
-                reply = self._answered(answer, span)
-            self._finish(context, request, reply, span, started)
-        return reply[0]
-
-    def _begin(self, context: Any) -> tuple[float, float | None, Context | None]:
-        """Start time, the client's deadline (time.monotonic()) and the incoming trace context."""
-        started = time.perf_counter()
-        remaining = context.time_remaining()
-        deadline = None if remaining is None or remaining > _NO_DEADLINE else time.monotonic() + remaining
-        parent = propagate.extract(dict(context.invocation_metadata())) if self._extract else None
-        if self._metrics is not None:
-            self._metrics.in_flight.inc()
-        return started, deadline, parent
-
-    def _finish(
-        self, context: Any, request: sum_pb2.AddNumbersRequest, reply: _Reply, span: trace.Span, started: float
-    ) -> None:
-        response, code, details, outcome = reply
-        if code is not grpc.StatusCode.OK:
-            context.set_code(code)
-            context.set_details(details)
-        self._record(span, response.request_id or request.request_id, code, outcome, started)
-
-    def _server_span(self, parent: Context | None) -> AbstractContextManager[trace.Span]:
-        if self._tracer is None:
-            return nullcontext(trace.INVALID_SPAN)
-        return self._tracer.start_as_current_span(
-            METHOD,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": "AddNumbers"},
-        )
+                response, code, details, outcome = self._answered(answer, span)
+            if code is not grpc.StatusCode.OK:
+                context.set_code(code)
+                context.set_details(details)
+            self._record(span, response.request_id or request.request_id, code, outcome, started)
+        return response
 
     def _refused(self, request: sum_pb2.AddNumbersRequest, exc: Exception, span: trace.Span) -> _Reply:
         """The response, status code, details and log outcome of a refused (or failed) call."""
@@ -137,8 +112,7 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
             log.error("AddNumbers failed", exc_info=exc, extra={"request_id": request.request_id})
             return sum_pb2.AddNumbersResponse(), grpc.StatusCode.INTERNAL, "internal error (logged)", "error"
         code, outcome = refusal
-        if span.is_recording():
-            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+        set_error(span, str(exc))
         return sum_pb2.AddNumbersResponse(), code, str(exc), outcome
 
     def _answered(self, answer: AddResult, span: trace.Span) -> _Reply:
@@ -150,19 +124,9 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
         return response, grpc.StatusCode.OK, "", "duplicate" if answer.duplicate else "new"
 
     def _record(self, span: trace.Span, request_id: str, code: grpc.StatusCode, outcome: str, started: float) -> None:
-        """Span attributes, metrics (with the trace id as exemplar) and the call's log line (all, or failures only)."""
+        """Span attributes, metrics and the call's log line (all calls, or failures and traced calls only)."""
         elapsed = time.perf_counter() - started
-        recording = span.is_recording()
-        if recording:
-            span.set_attributes({"request_id": request_id, "rpc.grpc.status_code": code.value[0]})
-        if self._metrics is not None:
-            self._metrics.in_flight.dec()
-            self._counters[code].inc()
-            ctx = span.get_span_context()
-            if recording and ctx.is_valid:
-                self._duration.observe(elapsed, exemplar={"trace_id": format(ctx.trace_id, "032x")})
-            else:
-                self._duration.observe(elapsed)
+        recording = self._telemetry.finish(span, request_id, code.name, code.value[0], elapsed)
         if (self._log_ok or recording or code is not grpc.StatusCode.OK) and log.isEnabledFor(logging.INFO):
             log.info(
                 "AddNumbers",

@@ -17,12 +17,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
 from sumflow.adapters.adder_ports import (
     DedupeStorePort,
@@ -34,8 +32,8 @@ from sumflow.adapters.adder_ports import (
 from sumflow.domain.events import encode_event
 from sumflow.domain.idempotency import Decision, DedupeRecord, RecordState, decide
 from sumflow.domain.summation import AddCommand
+from sumflow.observability.adder_telemetry import PublishTelemetry
 from sumflow.observability.metrics import AdderMetrics
-from sumflow.observability.tracing import kafka_headers
 from sumflow.service_layer.loop_mailbox import LoopMailbox, settle_future
 
 # How long a waiter polls a record owned by another process: starts short, doubles to the cap.
@@ -83,11 +81,10 @@ class AddNumbersHandler:
     ) -> None:
         self._store = store
         self._publisher = publisher
-        self._topic = topic
         self._publish_timeout = publish_timeout_seconds
         self._pending_timeout = pending_timeout_seconds
-        self._metrics = metrics
-        self._tracer = tracer  # None: tracing off, no spans and no trace headers (saves ~0.1 ms a call)
+        # tracer None: tracing off, no spans and no trace headers (saves ~0.1 ms a call)
+        self._telemetry = PublishTelemetry(metrics, tracer, topic)
         self._clock = clock
         self._pid = os.getpid()
         self._owner_prefix = f"{self._pid}-{secrets.token_hex(4)}-"
@@ -114,7 +111,7 @@ class AddNumbersHandler:
             for _ in range(_MAX_ROUNDS):
                 record = DedupeRecord.pending(cmd, owner, self._pid, self._clock())
                 if await self._await_write(self._store.claim_later, request_id, record):
-                    self._count("new")
+                    self._telemetry.dedupe("new")
                     handed_over = True
                     return await self._publish(cmd, record, deadline)
                 existing = self._store.get(request_id)
@@ -128,17 +125,17 @@ class AddNumbersHandler:
                     owner_alive=self._owner_alive(request_id, existing),
                 )
                 if decision is Decision.DUPLICATE:
-                    self._count("duplicate")
+                    self._telemetry.dedupe("duplicate")
                     return AddResult(request_id, existing.result, True)
                 if decision is Decision.CONFLICT:
-                    self._count("conflict")
+                    self._telemetry.dedupe("conflict")
                     raise Conflict(
                         f"request_id {request_id} was already used with other numbers "
                         f"({existing.first_number}, {existing.second_number})"
                     )
                 if decision is Decision.TAKE_OVER:
                     if await self._await_write(self._store.replace_later, request_id, existing, record):
-                        self._count("takeover")
+                        self._telemetry.dedupe("takeover")
                         handed_over = True
                         return await self._publish(cmd, record, deadline)
                     continue
@@ -178,7 +175,7 @@ class AddNumbersHandler:
         request_id = cmd.request_id
         outcome_owned = False
         try:
-            with self._publish_span(request_id) as span:
+            with self._telemetry.publish_span(request_id) as span:
                 delivery = self._send(cmd)
                 loop = asyncio.get_running_loop()
                 mailbox = self._mailbox(loop)
@@ -203,8 +200,7 @@ class AddNumbersHandler:
                     raise
                 finally:
                     timer.cancel()
-                if self._metrics is not None:
-                    self._observe_produce(delivery.latency_seconds, span)
+                self._telemetry.produce_acked(span, delivery.latency_seconds)
             outcome_owned = True
             self._settle(request_id, record, None)
         finally:
@@ -214,8 +210,7 @@ class AddNumbersHandler:
 
     def _send(self, cmd: AddCommand) -> DeliveryPort:
         value = encode_event(cmd, int(self._clock() * 1000))
-        headers = kafka_headers() if self._tracer is not None else []
-        return self._publisher.publish(cmd.request_id.encode(), value, headers)
+        return self._publisher.publish(cmd.request_id.encode(), value, self._telemetry.record_headers())
 
     def _ack_budget(self, deadline: float | None) -> float:
         budget = self._publish_timeout + _ACK_MARGIN_SECONDS
@@ -226,9 +221,7 @@ class AddNumbersHandler:
     def _refuse_failed(self, request_id: str, record: DedupeRecord, exc: PublishFailed, span: trace.Span) -> NoReturn:
         """Kafka refused the event: release the claim, count it, answer UNAVAILABLE."""
         self._settle(request_id, record, exc)
-        span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-        if self._metrics is not None:
-            self._metrics.produce_errors.labels(exc.reason).inc()
+        self._telemetry.produce_failed(span, exc.reason, str(exc))
         raise NotPublished(f"event not acknowledged by Kafka, retry with the same request_id: {exc}") from exc
 
     def _refuse_unacked(
@@ -236,29 +229,13 @@ class AddNumbersHandler:
     ) -> NoReturn:
         """Still in flight: whoever resolves it settles the store; waiters wait for that."""
         self._leave_to_delivery(request_id, record, delivery)
-        span.set_status(trace.Status(trace.StatusCode.ERROR, "no acknowledgement before the deadline"))
+        self._telemetry.produce_unacked(span)
         if deadline is not None and time.monotonic() >= deadline:
             raise DeadlineReached("deadline exceeded while waiting for Kafka's acknowledgement")
         raise NotPublished("Kafka did not acknowledge in time, retry with the same request_id")
 
     def _leave_to_delivery(self, request_id: str, record: DedupeRecord, delivery: DeliveryPort) -> None:
         delivery.on_resolved(lambda error: self._settle(request_id, record, error))
-
-    def _publish_span(self, request_id: str) -> AbstractContextManager[trace.Span]:
-        if self._tracer is None:
-            return nullcontext(trace.INVALID_SPAN)
-        return self._tracer.start_as_current_span(
-            f"{self._topic} publish",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "publish",
-                "messaging.operation.name": "send",
-                "messaging.destination.name": self._topic,
-                "messaging.kafka.message.key": request_id,
-                "request_id": request_id,
-            },
-        )
 
     def _settle(self, request_id: str, record: DedupeRecord, error: PublishFailed | None) -> None:
         """Record the outcome of a publish in the store and wake same-process waiters (once).
@@ -281,14 +258,6 @@ class AddNumbersHandler:
             waiters = self._live.pop(owner, None)
         for wake in waiters or ():
             wake()
-
-    def _observe_produce(self, seconds: float, span: trace.Span) -> None:
-        assert self._metrics is not None
-        ctx = span.get_span_context()
-        if span.is_recording() and ctx.is_valid:
-            self._metrics.produce_duration.observe(seconds, exemplar={"trace_id": format(ctx.trace_id, "032x")})
-        else:
-            self._metrics.produce_duration.observe(seconds)
 
     # -- waiting on another owner -----------------------------------------------------------
 
@@ -342,7 +311,3 @@ class AddNumbersHandler:
         if deadline is not None:
             raise DeadlineReached("deadline exceeded while another call with this request_id was publishing")
         raise NotPublished("another call with this request_id is still publishing, retry with the same request_id")
-
-    def _count(self, outcome: str) -> None:
-        if self._metrics is not None:
-            self._metrics.dedupe.labels(outcome).inc()
