@@ -13,8 +13,8 @@ import grpc
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from sumflow.bootstrap_adder import build_adder
 from sumflow.config import load_adder_config
+from sumflow.entrypoints.adder_app import build_adder
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
 from tests.support.broker import KafkaBroker, unique_topic
 
@@ -75,7 +75,7 @@ def test_broker_down_is_unavailable_and_a_retry_after_it_returns_succeeds(tmp_pa
             assert err.code() == grpc.StatusCode.UNAVAILABLE, err
             assert "retry" in (err.details() or "")
         assert time.monotonic() - started < 10  # bounded by the publish timeout, not the client's
-        assert app.store.get(rid) is None  # nothing recorded
+        assert app.services.store.get(rid) is None  # nothing recorded
         assert (registry.get_sample_value("sumflow_kafka_produce_errors_total", {"reason": "timeout"}) or 0) >= 1
 
         broker.start()

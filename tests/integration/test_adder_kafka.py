@@ -17,9 +17,9 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
-from sumflow.bootstrap_adder import AdderApp, build_adder
 from sumflow.config import load_adder_config
 from sumflow.domain.events import decode_event
+from sumflow.entrypoints.adder_app import AdderApp, build_adder
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
 
 
@@ -109,7 +109,7 @@ def test_event_on_the_topic_carries_json_key_and_trace_context(adder: InProcessA
     assert server.attributes["duplicate"] is False
     assert producer.attributes["messaging.destination.name"] == adder.topic
 
-    exposition = generate_latest(adder.app.registry).decode()  # OpenMetrics: exemplars included
+    exposition = generate_latest(adder.app.services.registry).decode()  # OpenMetrics: exemplars included
     assert f'trace_id="{trace_id}"' in exposition
 
 

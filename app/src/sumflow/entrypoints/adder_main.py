@@ -14,10 +14,7 @@ import signal
 import sys
 import threading
 
-from sumflow.config import AdderConfig, ConfigError, load_adder_config
-
-# Set by the supervisor in the environment of its workers.
-WORKER_ENV = "SUMFLOW_ADDER_WORKER"
+from sumflow.config import ADDER_WORKER_ENV, AdderConfig, ConfigError, load_adder_config
 
 log = logging.getLogger("sumflow.adder")
 
@@ -42,11 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     from sumflow.observability.logging import setup_logging
 
     setup_logging("adder", cfg.common.log_level)
-    if cfg.processes > 1 and os.environ.get(WORKER_ENV) != "1":
+    if cfg.processes > 1 and os.environ.get(ADDER_WORKER_ENV) != "1":
         from sumflow.entrypoints.adder_supervisor import run_supervisor
 
         sys.exit(run_supervisor(cfg))
-    sys.exit(run_single(cfg, worker=os.environ.get(WORKER_ENV) == "1"))
+    sys.exit(run_single(cfg, worker=os.environ.get(ADDER_WORKER_ENV) == "1"))
 
 
 def _install_stop_handlers() -> threading.Event:
@@ -64,7 +61,7 @@ def _install_stop_handlers() -> threading.Event:
 def run_single(cfg: AdderConfig, *, worker: bool = False) -> int:
     """Serve in this process until SIGTERM/SIGINT (a worker leaves metrics to its supervisor)."""
     from sumflow.adapters.event_publisher import BrokerUnreachable
-    from sumflow.bootstrap_adder import build_adder
+    from sumflow.entrypoints.adder_app import build_adder
     from sumflow.observability import sdnotify
 
     stop = _install_stop_handlers()

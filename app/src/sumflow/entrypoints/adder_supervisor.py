@@ -26,8 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sumflow.config import AdderConfig, split_listen
-from sumflow.entrypoints.adder_main import WORKER_ENV
+from sumflow.config import ADDER_WORKER_ENV, AdderConfig, split_listen
 from sumflow.entrypoints.http_server import BackgroundHttpServer, serve_metrics
 from sumflow.observability import sdnotify
 
@@ -96,7 +95,7 @@ def run_supervisor(cfg: AdderConfig) -> int:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify_path))
     env = dict(os.environ) | {
-        WORKER_ENV: "1",
+        ADDER_WORKER_ENV: "1",
         "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
         "NOTIFY_SOCKET": str(notify_path),
     }
