@@ -172,9 +172,6 @@ class DedupeStore:
         except (diskcache.Timeout, OSError) as exc:
             raise DedupeUnavailable(f"de-dupe store: {exc}") from exc
 
-    def volume_bytes(self) -> int:
-        return int(self._cache.volume())
-
     def close(self) -> None:
         self._writer.stop()
         self._cache.close()

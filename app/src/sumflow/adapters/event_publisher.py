@@ -1,8 +1,8 @@
 """Publishes summation events to Kafka with an idempotent, acks=all kafka-python producer.
 
-`publish` returns a `Delivery` right after handing the record to the producer; the caller waits
-for Kafka's acknowledgement with `Delivery.wait(timeout)`. If the caller stops waiting (its own
-deadline) the delivery still resolves later, and `Delivery.on_resolved` tells who cares.
+`publish` returns a `Delivery` right after handing the record to the producer; `Delivery.on_resolved`
+tells the caller of Kafka's acknowledgement (or failure) from the producer's thread. If the caller
+stops waiting (its own deadline) the delivery still resolves later and tells whoever registered.
 """
 
 from __future__ import annotations
@@ -42,12 +42,9 @@ class ProducerSettings:
 class Delivery:
     """One event handed to the producer; resolves to acknowledged or failed exactly once."""
 
-    __slots__ = ("_callbacks", "_error", "_latch", "_lock", "_resolved", "acked_at", "sent_at")
+    __slots__ = ("_callbacks", "_error", "_lock", "_resolved", "acked_at", "sent_at")
 
     def __init__(self) -> None:
-        # A held lock is the cheapest latch: released once when resolved (no Condition per event).
-        self._latch = threading.Lock()
-        self._latch.acquire()
         self._resolved = False
         self._lock = threading.Lock()
         self._error: PublishFailed | None = None
@@ -63,7 +60,6 @@ class Delivery:
             self.acked_at = time.perf_counter()
             self._resolved = True
             callbacks, self._callbacks = self._callbacks, []
-        self._latch.release()
         for callback in callbacks:
             try:
                 callback(error)
@@ -75,16 +71,6 @@ class Delivery:
 
     def _failed(self, exc: BaseException) -> None:
         self._resolve(PublishFailed(_reason(exc), f"Kafka did not acknowledge the event: {exc}"))
-
-    def wait(self, timeout: float) -> bool:
-        """True when acknowledged; False if still in flight after `timeout`; raises PublishFailed."""
-        if not self._resolved:
-            if not self._latch.acquire(timeout=max(0.0, timeout)):
-                return False
-            self._latch.release()
-        if self._error is not None:
-            raise self._error
-        return True
 
     def on_resolved(self, callback: Callable[[PublishFailed | None], None]) -> None:
         """Call `callback(error_or_None)` once resolved (now, if it already is)."""
