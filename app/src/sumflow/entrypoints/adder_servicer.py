@@ -79,7 +79,7 @@ class SumServicer(sum_pb2_grpc.SumServiceServicer):
             extract_trace_context=extract_trace_context,
         )
 
-    async def AddNumbers(
+    async def AddNumbers(  # type: ignore[override]
         self, request: sum_pb2.AddNumbersRequest, context: grpc.aio.ServicerContext
     ) -> sum_pb2.AddNumbersResponse:
         if request is UNDECODABLE:
