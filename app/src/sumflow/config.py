@@ -13,9 +13,6 @@ from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-# Set to "1" by the adder's supervisor in the environment of its workers (not a user setting).
-ADDER_WORKER_ENV = "SUMFLOW_ADDER_WORKER"
-
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""

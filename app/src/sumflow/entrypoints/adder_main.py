@@ -14,7 +14,8 @@ import signal
 import sys
 import threading
 
-from sumflow.config import ADDER_WORKER_ENV, AdderConfig, ConfigError, load_adder_config
+from sumflow.config import AdderConfig, ConfigError, load_adder_config
+from sumflow.entrypoints.adder_worker_env import is_worker
 
 log = logging.getLogger("sumflow.adder")
 
@@ -39,11 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     from sumflow.observability.logging import setup_logging
 
     setup_logging("adder", cfg.common.log_level)
-    if cfg.processes > 1 and os.environ.get(ADDER_WORKER_ENV) != "1":
+    if cfg.processes > 1 and not is_worker():
         from sumflow.entrypoints.adder_supervisor import run_supervisor
 
         sys.exit(run_supervisor(cfg))
-    sys.exit(run_single(cfg, worker=os.environ.get(ADDER_WORKER_ENV) == "1"))
+    sys.exit(run_single(cfg, worker=is_worker()))
 
 
 def _install_stop_handlers() -> threading.Event:

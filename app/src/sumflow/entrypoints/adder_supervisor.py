@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sumflow.config import ADDER_WORKER_ENV, AdderConfig, split_listen
+from sumflow.config import AdderConfig, split_listen
+from sumflow.entrypoints.adder_worker_env import WORKER_ENV
 from sumflow.entrypoints.http_server import BackgroundHttpServer, serve_metrics
 from sumflow.observability import sdnotify
 
@@ -95,7 +96,7 @@ def run_supervisor(cfg: AdderConfig) -> int:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify_path))
     env = dict(os.environ) | {
-        ADDER_WORKER_ENV: "1",
+        WORKER_ENV: "1",
         "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
         "NOTIFY_SOCKET": str(notify_path),
     }
