@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,35 @@ def test_complete_later_calls_back_after_the_done_record_is_committed(tmp_path: 
     assert called.wait(10)
     assert seen == [(None, RecordState.DONE)]
     store.close()
+
+
+def test_claim_later_and_replace_later_report_their_outcome_after_the_commit(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    old, new = _pending("dead", pid=999_999), _pending("alive")
+    outcomes: list[tuple[str, bool, DedupeUnavailable | None, DedupeRecord | None]] = []
+    called = threading.Semaphore(0)
+
+    def then(step: str) -> Callable[[bool, DedupeUnavailable | None], None]:
+        def report(done: bool, error: DedupeUnavailable | None) -> None:
+            outcomes.append((step, done, error, store.get(RID)))  # on the writer thread, after the commit
+            called.release()
+
+        return report
+
+    for step, write in [
+        ("claim", lambda report: store.claim_later(RID, old, report)),
+        ("claim again", lambda report: store.claim_later(RID, new, report)),
+        ("replace stale", lambda report: store.replace_later(RID, new, _pending("third"), report)),
+        ("replace", lambda report: store.replace_later(RID, old, new, report)),
+    ]:
+        write(then(step))
+        assert called.acquire(timeout=10)
+    assert outcomes == [
+        ("claim", True, None, old),
+        ("claim again", False, None, old),
+        ("replace stale", False, None, old),
+        ("replace", True, None, new),
+    ]
+    store.close()
+    with pytest.raises(DedupeUnavailable):
+        store.replace_later(RID, new, old, then("closed"))
