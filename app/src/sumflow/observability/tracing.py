@@ -72,8 +72,3 @@ def kafka_headers(context: Context | None = None) -> list[tuple[str, bytes]]:
 def context_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> Context:
     carrier = {key: value.decode("latin-1") for key, value in (headers or ()) if isinstance(value, bytes)}
     return propagate.extract(carrier)
-
-
-def current_trace_id() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None
