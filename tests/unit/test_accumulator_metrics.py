@@ -1,4 +1,5 @@
-"""observe_many (bulk histogram observation on the consumer's hot path) equals observe() one by one."""
+"""observe_many (bulk histogram observation on the consumer's hot path) equals observe() one by one;
+the DLQ metric's reason labels are the invalid events' codes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import random
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from sumflow.accumulator_service import observe_many, reason_label
+from sumflow.accumulator_service import observe_many
+from sumflow.domain.events import InvalidReason
 from sumflow.observability.metrics import E2E_BUCKETS
 
 
@@ -31,9 +33,17 @@ def test_observe_many_matches_observe():
     assert got == want
 
 
-def test_dlq_reason_labels_are_bounded():
-    assert reason_label("value is not valid JSON") == "invalid_json"
-    assert reason_label("field first_number out of int64 range") == "out_of_range"
-    assert reason_label("field first_number must be an integer") == "wrong_type"
-    assert reason_label("missing field result") == "missing_field"
-    assert reason_label("something new") == "other"
+def test_dlq_reason_labels_are_the_codes_dashboards_and_alerts_use():
+    """A bounded set: exactly these label values (renaming one breaks dashboards and alert rules)."""
+    assert {code.value for code in InvalidReason} == {
+        "invalid_json",
+        "not_an_object",
+        "missing_field",
+        "invalid_request_id",
+        "out_of_range",
+        "wrong_type",
+        "wrong_result",
+        "unsupported_version",
+        "too_large",
+        "empty",
+    }

@@ -5,7 +5,14 @@ import uuid
 import orjson
 import pytest
 
-from sumflow.domain.events import InvalidEvent, decode_event, decode_fields, encode_event
+from sumflow.domain.events import (
+    InvalidEvent,
+    InvalidReason,
+    SummationEvent,
+    check_event_doc,
+    decode_event,
+    encode_event,
+)
 from sumflow.domain.summation import INT64_MAX, validate_add
 
 
@@ -20,6 +27,11 @@ def _doc(**over):
     }
     doc.update(over)
     return doc
+
+
+def _dumps_big(**over) -> bytes:
+    # the stdlib writes ints beyond 64 bits that orjson refuses to encode
+    return json.dumps(_doc(**over)).encode()
 
 
 def test_round_trip():
@@ -41,31 +53,39 @@ def test_upper_case_id_is_canonicalised():
 
 
 @pytest.mark.parametrize(
-    ("raw", "reason"),
+    ("raw", "code", "reason"),
     [
-        (None, "empty"),
-        (b"{not json", "not valid JSON"),
-        (b"[1,2]", "not a JSON object"),
-        (orjson.dumps({"v": 1}), "missing field request_id"),
-        (orjson.dumps(_doc(request_id=5)), "must be a string"),
-        (orjson.dumps(_doc(request_id="nope")), "not a UUID"),
-        (orjson.dumps(_doc(first_number="3")), "first_number must be an integer"),
-        (orjson.dumps(_doc(first_number=True)), "first_number must be an integer"),
-        (orjson.dumps(_doc(second_number=1.5)), "second_number must be an integer"),
+        (None, "empty", "empty record value"),
+        (b"{not json", "invalid_json", "value is not valid JSON"),
+        (b"[1,2]", "not_an_object", "value is not a JSON object"),
+        (orjson.dumps({"v": 1}), "missing_field", "missing field request_id"),
+        (orjson.dumps(_doc(request_id=5)), "wrong_type", "field request_id must be a string"),
+        (orjson.dumps(_doc(request_id="nope")), "invalid_request_id", "field request_id is not a UUID"),
+        (orjson.dumps(_doc(first_number="3")), "wrong_type", "field first_number must be an integer"),
+        (orjson.dumps(_doc(first_number=True)), "wrong_type", "field first_number must be an integer"),
+        (orjson.dumps(_doc(second_number=1.5)), "wrong_type", "field second_number must be an integer"),
         (
             b'{"v":1,"request_id":"%s","first_number":99999999999999999999,"second_number":0,"result":0,'
             b'"produced_at_ms":1}' % str(uuid.uuid4()).encode(),
-            "first_number must be an integer",
+            "wrong_type",
+            "field first_number must be an integer",
         ),
-        (orjson.dumps(_doc(result=8)), "result is not"),
-        (orjson.dumps(_doc(v=2)), "unsupported event version"),
-        (orjson.dumps({k: v for k, v in _doc().items() if k != "produced_at_ms"}), "missing field produced_at_ms"),
-        (b" " * (70 * 1024), "too large"),
+        (_dumps_big(first_number=2**63), "out_of_range", "field first_number out of int64 range"),
+        (orjson.dumps(_doc(result=8)), "wrong_result", "result is not first_number + second_number"),
+        (orjson.dumps(_doc(v=2)), "unsupported_version", "unsupported event version 2"),
+        (
+            orjson.dumps({k: v for k, v in _doc().items() if k != "produced_at_ms"}),
+            "missing_field",
+            "missing field produced_at_ms",
+        ),
+        (b" " * (70 * 1024), "too_large", "record value too large"),
     ],
 )
-def test_invalid_events_name_the_reason(raw, reason):
-    with pytest.raises(InvalidEvent, match=reason):
+def test_invalid_events_carry_a_code_and_the_reason(raw, code, reason):
+    """The code is the DLQ metric's reason label, the text the DLQ record's dlq.reason header."""
+    with pytest.raises(InvalidEvent) as caught:
         decode_event(raw)
+    assert (caught.value.code, caught.value.reason, str(caught.value)) == (InvalidReason(code), reason, reason)
 
 
 _FAST_PATH_CASES = [
@@ -88,23 +108,23 @@ _FAST_PATH_CASES = [
 
 
 @pytest.mark.parametrize("doc", _FAST_PATH_CASES)
-def test_decode_fields_agrees_with_decode_event(doc):
+def test_fast_path_agrees_with_the_field_by_field_check(doc):
+    """decode_event's fast path accepts exactly what check_event_doc accepts, with the same event."""
     raw = _dumps(doc)
     try:
-        ev = decode_event(raw)
+        expected = check_event_doc(orjson.loads(raw), 2, 17)
     except InvalidEvent as exc:
-        with pytest.raises(InvalidEvent, match=f"^{re.escape(str(exc))}$"):
-            decode_fields(raw)
+        with pytest.raises(InvalidEvent, match=f"^{re.escape(str(exc))}$") as caught:
+            decode_event(raw, 2, 17)
+        assert caught.value.code == exc.code
     else:
-        assert decode_fields(raw) == (ev.request_id, ev.first_number, ev.second_number, ev.result, ev.produced_at_ms)
+        assert decode_event(raw, 2, 17) == expected
+        assert (expected.partition, expected.offset) == (2, 17)
 
 
-@pytest.mark.parametrize("raw", [None, b"", b"garbage", b"[1]", b"x" * (64 * 1024 + 1)])
-def test_decode_fields_rejects_what_decode_event_rejects(raw):
-    with pytest.raises(InvalidEvent) as expected:
-        decode_event(raw)
-    with pytest.raises(InvalidEvent, match=f"^{re.escape(str(expected.value))}$"):
-        decode_fields(raw)
+def test_an_event_not_read_from_the_topic_has_no_position():
+    event = decode_event(orjson.dumps(_doc()))
+    assert type(event) is SummationEvent and (event.partition, event.offset) == (-1, -1)
 
 
 def _dumps(doc) -> bytes:

@@ -7,6 +7,7 @@ from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchB
 from sumflow.accumulator_service import AccumulatorStatus, traceparent_trace_id
 from sumflow.adapters.dlq_publisher import DEFAULT_MAX_COPY_BYTES, copy_size, full_copy, reference_copy
 from sumflow.adapters.kafka_records import NULL_HEADERS, RawHeaderKey, install_lenient_header_keys, writable_headers
+from sumflow.domain.events import InvalidReason
 from sumflow.domain.ledger import Record, Rejected
 
 RAW = b"\xff\xfe-key"
@@ -48,7 +49,7 @@ def test_null_traceparent_has_no_trace_id():
 
 def test_a_dlq_copy_too_large_becomes_a_small_reference_copy():
     value = b"x" * (DEFAULT_MAX_COPY_BYTES + 1)
-    item = Rejected(Record(2, 41, b"k", value, (("h", b"v"),)), "value is not valid JSON")
+    item = Rejected(Record(2, 41, b"k", value, (("h", b"v"),)), InvalidReason.INVALID_JSON, "value is not valid JSON")
     assert copy_size(*full_copy(item, "t")) > DEFAULT_MAX_COPY_BYTES
     key, small, headers = reference_copy(item, "t")
     h = dict(headers)

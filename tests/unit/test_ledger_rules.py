@@ -2,8 +2,8 @@ import uuid
 
 import orjson
 
-from sumflow.domain.events import encode_event
-from sumflow.domain.ledger import LedgerState, Record, apply_batch
+from sumflow.domain.events import InvalidEvent, InvalidReason, decode_event, encode_event
+from sumflow.domain.ledger import DecodedBatch, LedgerState, Record, apply_decoded
 from sumflow.domain.summation import validate_add
 
 
@@ -16,9 +16,21 @@ def _none_applied(ids):
     return set()
 
 
+def apply_polls(state, polls, already_applied):
+    """What the consumer does: decode the polls into one batch, then apply it."""
+    batch = DecodedBatch()
+    for poll in polls:
+        batch.add(poll)
+    return apply_decoded(state, batch, already_applied)
+
+
+def apply_one_poll(state, records, already_applied):
+    return apply_polls(state, [records], already_applied)
+
+
 def test_batch_adds_results_and_advances_offsets():
     records = [_record(0, 0, 1, 2), _record(1, 0, 10, 20), _record(0, 1, -4, 0)]
-    out = apply_batch(LedgerState(), records, _none_applied)
+    out = apply_one_poll(LedgerState(), records, _none_applied)
     assert out.state.total == 3 + 30 - 4
     assert out.state.applied == 3
     assert out.state.next_offsets == {0: 2, 1: 1}
@@ -27,7 +39,7 @@ def test_batch_adds_results_and_advances_offsets():
 
 def test_redelivered_offsets_are_ignored():
     state = LedgerState(total=100, applied=5, next_offsets={0: 10})
-    out = apply_batch(state, [_record(0, 9, 1, 1), _record(0, 10, 2, 2)], _none_applied)
+    out = apply_one_poll(state, [_record(0, 9, 1, 1), _record(0, 10, 2, 2)], _none_applied)
     assert out.redelivered == 1
     assert out.state.total == 104
     assert out.state.applied == 6
@@ -38,7 +50,7 @@ def test_request_id_seen_in_window_or_in_batch_is_dropped_once():
     rid = str(uuid.uuid4())
     known = str(uuid.uuid4())
     records = [_record(0, 0, 1, 1, rid), _record(1, 0, 1, 1, rid), _record(0, 1, 5, 5, known)]
-    out = apply_batch(LedgerState(), records, lambda ids: {i for i in ids if i == known})
+    out = apply_one_poll(LedgerState(), records, lambda ids: {i for i in ids if i == known})
     assert out.state.total == 2
     assert out.state.applied == 1
     assert len(out.duplicates) == 2
@@ -48,33 +60,56 @@ def test_request_id_seen_in_window_or_in_batch_is_dropped_once():
 def test_invalid_records_are_rejected_but_offsets_move_on():
     bad = Record(0, 0, None, b"garbage")
     wrong = Record(0, 1, None, orjson.dumps({"v": 1, "request_id": str(uuid.uuid4())}))
-    out = apply_batch(LedgerState(), [bad, wrong, _record(0, 2, 2, 3)], _none_applied)
-    assert [r.reason for r in out.rejected] == ["value is not valid JSON", "missing field first_number"]
+    out = apply_one_poll(LedgerState(), [bad, wrong, _record(0, 2, 2, 3)], _none_applied)
+    assert [(r.code, r.reason) for r in out.rejected] == [
+        (InvalidReason.INVALID_JSON, "value is not valid JSON"),
+        (InvalidReason.MISSING_FIELD, "missing field first_number"),
+    ]
     assert out.state.total == 5
     assert out.state.next_offsets == {0: 3}
 
 
 def test_input_state_is_not_mutated():
     state = LedgerState(total=1, applied=1, next_offsets={0: 1})
-    apply_batch(state, [_record(0, 1, 1, 1)], _none_applied)
+    apply_one_poll(state, [_record(0, 1, 1, 1)], _none_applied)
     assert state == LedgerState(total=1, applied=1, next_offsets={0: 1})
 
 
 def _outcome_view(out):
     return (
         out.state,
-        [tuple(a) for a in out.applied],
-        [tuple(a) for a in out.duplicates],
+        list(out.applied),
+        list(out.duplicates),
         out.redelivered,
-        [(r.record.partition, r.record.offset, r.reason) for r in out.rejected],
+        [(r.record.partition, r.record.offset, r.code, r.reason) for r in out.rejected],
     )
 
 
-def test_decoded_batches_give_the_same_outcome_as_record_by_record():
-    """apply_decoded (decode in the consumer thread, apply in the ledger thread) == apply_batch."""
-    import random
+def _record_by_record(state, records, already_applied):
+    """The ledger rule stated one record at a time (the reference for the batched implementation)."""
+    offsets = dict(state.next_offsets)
+    fresh, rejected, redelivered = [], [], 0
+    for record in records:
+        if record.offset < offsets.get(record.partition, 0):
+            redelivered += 1
+            continue
+        offsets[record.partition] = record.offset + 1
+        try:
+            fresh.append(decode_event(record.value, record.partition, record.offset))
+        except InvalidEvent as exc:
+            rejected.append((record.partition, record.offset, exc.code, exc.reason))
+    seen = already_applied([ev.request_id for ev in fresh])
+    applied, duplicates = [], []
+    for ev in fresh:
+        (duplicates if ev.request_id in seen else applied).append(ev)
+        seen.add(ev.request_id)
+    total = state.total + sum(ev.result for ev in applied)
+    return (LedgerState(total, state.applied + len(applied), offsets), applied, duplicates, redelivered, rejected)
 
-    from sumflow.domain.ledger import DecodedBatch, apply_decoded
+
+def test_decoded_batches_give_the_same_outcome_as_record_by_record():
+    """apply_decoded (polls decoded in the consumer thread, applied in the ledger thread) follows the rule."""
+    import random
 
     rng = random.Random(5)
     known = [str(uuid.uuid4()) for _ in range(5)]
@@ -94,13 +129,10 @@ def test_decoded_batches_give_the_same_outcome_as_record_by_record():
                         rid = rng.choice(known) if kind < 0.4 else None
                         poll.append(_record(p, offset, rng.randrange(-9, 9), 1, rid))
             polls.append(poll)
-        batch = DecodedBatch()
-        for poll in polls:
-            batch.add(poll)
         records = [r for poll in polls for r in poll]
         window = set(rng.sample(known, 2))
 
         def lookup(ids, window=window):
             return {i for i in ids if i in window}
 
-        assert _outcome_view(apply_decoded(state, batch, lookup)) == _outcome_view(apply_batch(state, records, lookup))
+        assert _outcome_view(apply_polls(state, polls, lookup)) == _record_by_record(state, records, lookup)

@@ -355,7 +355,7 @@ class LedgerConsumer:
         if outcome.applied:
             m.events_applied.inc(len(outcome.applied))
             now_ms = now * 1000
-            latencies = [max(0.0, (now_ms - item[4]) / 1000) for item in outcome.applied]
+            latencies = [max(0.0, (now_ms - ev.produced_at_ms) / 1000) for ev in outcome.applied]
             slowest_at = max(range(len(latencies)), key=latencies.__getitem__)
             slowest = outcome.applied[slowest_at]
             observe_many(m.end_to_end_latency, latencies[:slowest_at] + latencies[slowest_at + 1 :])
@@ -369,7 +369,7 @@ class LedgerConsumer:
                 extra={"count": len(outcome.duplicates), "request_id": outcome.duplicates[0].request_id},
             )
         for item in outcome.rejected:
-            m.dlq_events.labels(reason_label(item.reason)).inc()
+            m.dlq_events.labels(item.code.value).inc()
             log.warning(
                 "invalid event sent to the DLQ",
                 extra={"reason": item.reason, "partition": item.record.partition, "offset": item.record.offset},
@@ -575,22 +575,3 @@ def observe_many(histogram: Histogram, values: list[float]) -> None:
         if count:
             buckets[i].inc(count)
     total.inc(sum(values))
-
-
-def reason_label(reason: str) -> str:
-    """A bounded label value for a DLQ reason (the full reason is in the record's header)."""
-    for prefix, label in (
-        ("value is not valid JSON", "invalid_json"),
-        ("value is not a JSON object", "not_an_object"),
-        ("missing field", "missing_field"),
-        ("field request_id is not a UUID", "invalid_request_id"),
-        ("out of int64 range", "out_of_range"),
-        ("must be", "wrong_type"),
-        ("result is not", "wrong_result"),
-        ("unsupported event version", "unsupported_version"),
-        ("record value too large", "too_large"),
-        ("empty record value", "empty"),
-    ):
-        if prefix in reason:
-            return label
-    return "other"

@@ -4,12 +4,18 @@ Wire format (UTF-8 JSON object, record key = request id):
     {"v": 1, "request_id": "<uuid>", "first_number": int, "second_number": int,
      "result": int, "produced_at_ms": int}
 Unknown extra fields are ignored (forward compatible). Anything else that is wrong makes the
-event invalid: it goes to the dead-letter topic with the reason and is never applied.
+event invalid: it goes to the dead-letter topic with its reason (a code and a text) and is never
+applied.
+
+`SummationEvent` is the one shape of an event inside the accumulator: decoded from the topic (with
+the partition and offset it was read at), applied by the ledger, written to the audit log and to the
+ledger rows, and read back by the rebuild.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
 
 import orjson
 
@@ -24,19 +30,43 @@ from sumflow.domain.summation import (
 
 EVENT_VERSION = 1
 MAX_EVENT_BYTES = 64 * 1024
+NOT_CONSUMED = -1  # partition and offset of an event that was not read from the topic
+
+
+class InvalidReason(StrEnum):
+    """Why a record is not an event; the value is the DLQ metric's `reason` label."""
+
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    INVALID_REQUEST_ID = "invalid_request_id"
+    OUT_OF_RANGE = "out_of_range"
+    WRONG_RESULT = "wrong_result"
 
 
 class InvalidEvent(ValueError):
-    """A record that cannot be applied; the message is the reason sent with it to the DLQ."""
+    """A record that cannot be applied: `code` for metrics, `reason` (the message) for the DLQ header."""
+
+    def __init__(self, code: InvalidReason, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class SummationEvent:
-    request_id: str
+class SummationEvent(NamedTuple):
+    """One summation and where it was consumed (a tuple: the hot path builds it without Python code)."""
+
+    request_id: str  # canonical: lower-case, hyphenated UUID
     first_number: int
     second_number: int
     result: int
     produced_at_ms: int
+    partition: int = NOT_CONSUMED
+    offset: int = NOT_CONSUMED
 
 
 def encode_event(cmd: AddCommand, produced_at_ms: int) -> bytes:
@@ -52,82 +82,79 @@ def encode_event(cmd: AddCommand, produced_at_ms: int) -> bytes:
     )
 
 
-def _int_field(doc: dict[str, object], name: str) -> int:
-    if name not in doc:
-        raise InvalidEvent(f"missing field {name}")
-    value = doc[name]
-    if type(value) is not int:  # bool is an int subclass: refuse it too
-        raise InvalidEvent(f"field {name} must be an integer")
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise InvalidEvent(f"field {name} out of int64 range")
-    return value
+_new = tuple.__new__
 
 
-EventFields = tuple[str, int, int, int, int]  # request_id, first, second, result, produced_at_ms
+def decode_event(raw: bytes | None, partition: int = NOT_CONSUMED, offset: int = NOT_CONSUMED) -> SummationEvent:
+    """Parse and validate one record value, or raise InvalidEvent with its code and reason.
 
-
-def decode_fields(raw: bytes | None) -> EventFields:
-    """decode_event as a plain tuple: the consumer's hot path (no object per event).
-
-    The fast path accepts exactly what decode_event accepts when the id is already canonical and
-    every field is a plain int; anything else goes through decode_event for the reason.
+    The consumer's hot path: an event whose id is already canonical and whose fields are all plain
+    ints in range is accepted without further work; anything else goes through `check_event_doc`,
+    which accepts the same events and names the reason for the others.
     """
-    if raw is not None and len(raw) <= MAX_EVENT_BYTES:
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidEvent("value is not valid JSON") from None
-        if type(doc) is dict:
-            rid = doc.get("request_id")
-            first = doc.get("first_number")
-            second = doc.get("second_number")
-            result = doc.get("result")
-            produced = doc.get("produced_at_ms")
-            if (
-                type(rid) is str
-                and type(first) is int
-                and type(second) is int
-                and type(result) is int
-                and type(produced) is int
-                and doc.get("v", EVENT_VERSION) == EVENT_VERSION
-                and INT64_MIN <= first <= INT64_MAX
-                and INT64_MIN <= second <= INT64_MAX
-                and INT64_MIN <= result <= INT64_MAX
-                and INT64_MIN <= produced <= INT64_MAX
-                and first + second == result
-                and is_canonical_request_id(rid) is not None
-            ):
-                return (rid, first, second, result, produced)
-    ev = decode_event(raw)
-    return (ev.request_id, ev.first_number, ev.second_number, ev.result, ev.produced_at_ms)
-
-
-def decode_event(raw: bytes | None) -> SummationEvent:
-    """Parse and validate one record value, or raise InvalidEvent with a short reason."""
     if raw is None:
-        raise InvalidEvent("empty record value")
+        raise InvalidEvent(InvalidReason.EMPTY, "empty record value")
     if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent("record value too large")
+        raise InvalidEvent(InvalidReason.TOO_LARGE, "record value too large")
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise InvalidEvent("value is not valid JSON") from None
+        raise InvalidEvent(InvalidReason.INVALID_JSON, "value is not valid JSON") from None
+    if type(doc) is dict:
+        rid = doc.get("request_id")
+        first = doc.get("first_number")
+        second = doc.get("second_number")
+        result = doc.get("result")
+        produced = doc.get("produced_at_ms")
+        if (
+            type(rid) is str
+            and type(first) is int
+            and type(second) is int
+            and type(result) is int
+            and type(produced) is int
+            and doc.get("v", EVENT_VERSION) == EVENT_VERSION
+            and INT64_MIN <= first <= INT64_MAX
+            and INT64_MIN <= second <= INT64_MAX
+            and INT64_MIN <= result <= INT64_MAX
+            and INT64_MIN <= produced <= INT64_MAX
+            and first + second == result
+            and is_canonical_request_id(rid) is not None
+        ):
+            return _new(SummationEvent, (rid, first, second, result, produced, partition, offset))
+    return check_event_doc(doc, partition, offset)
+
+
+def _int_field(doc: dict[str, object], name: str) -> int:
+    if name not in doc:
+        raise InvalidEvent(InvalidReason.MISSING_FIELD, f"missing field {name}")
+    value = doc[name]
+    if type(value) is not int:  # bool is an int subclass: refuse it too
+        raise InvalidEvent(InvalidReason.WRONG_TYPE, f"field {name} must be an integer")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidEvent(InvalidReason.OUT_OF_RANGE, f"field {name} out of int64 range")
+    return value
+
+
+def check_event_doc(doc: object, partition: int = NOT_CONSUMED, offset: int = NOT_CONSUMED) -> SummationEvent:
+    """Validate a parsed record value field by field (decode_event's slow path): the event or the reason."""
     if not isinstance(doc, dict):
-        raise InvalidEvent("value is not a JSON object")
+        raise InvalidEvent(InvalidReason.NOT_AN_OBJECT, "value is not a JSON object")
     version = doc.get("v", EVENT_VERSION)
     if version != EVENT_VERSION:
-        raise InvalidEvent(f"unsupported event version {version!r}")
+        raise InvalidEvent(InvalidReason.UNSUPPORTED_VERSION, f"unsupported event version {version!r}")
     request_id = doc.get("request_id")
+    if request_id is None:
+        raise InvalidEvent(InvalidReason.MISSING_FIELD, "missing field request_id")
     if not isinstance(request_id, str):
-        raise InvalidEvent("missing field request_id" if request_id is None else "field request_id must be a string")
+        raise InvalidEvent(InvalidReason.WRONG_TYPE, "field request_id must be a string")
     try:
         request_id = canonical_request_id(request_id)
     except InvalidRequest:
-        raise InvalidEvent("field request_id is not a UUID") from None
+        raise InvalidEvent(InvalidReason.INVALID_REQUEST_ID, "field request_id is not a UUID") from None
     first = _int_field(doc, "first_number")
     second = _int_field(doc, "second_number")
     result = _int_field(doc, "result")
     produced_at_ms = _int_field(doc, "produced_at_ms")
     if first + second != result:
-        raise InvalidEvent("result is not first_number + second_number")
-    return SummationEvent(request_id, first, second, result, produced_at_ms)
+        raise InvalidEvent(InvalidReason.WRONG_RESULT, "result is not first_number + second_number")
+    return SummationEvent(request_id, first, second, result, produced_at_ms, partition, offset)

@@ -7,11 +7,11 @@ not applied within the de-duplication window (the adder may publish one id twice
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-from sumflow.domain.events import InvalidEvent, decode_fields
+from sumflow.domain.events import InvalidEvent, InvalidReason, SummationEvent, decode_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,29 +47,20 @@ class Record:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-class AppliedEvent(NamedTuple):
-    """A decoded event and where it came from (a tuple: built without Python code per event)."""
-
-    request_id: str
-    first_number: int
-    second_number: int
-    result: int
-    produced_at_ms: int
-    partition: int
-    offset: int
-
-
 @dataclass(frozen=True, slots=True)
 class Rejected:
+    """A record that is not a valid event: `code` for the metric label, `reason` for the DLQ header."""
+
     record: ConsumedRecord
+    code: InvalidReason
     reason: str
 
 
 @dataclass(slots=True)
 class BatchOutcome:
     state: LedgerState
-    applied: list[AppliedEvent] = field(default_factory=list)
-    duplicates: list[AppliedEvent] = field(default_factory=list)  # id already applied: dropped
+    applied: list[SummationEvent] = field(default_factory=list)
+    duplicates: list[SummationEvent] = field(default_factory=list)  # id already applied: dropped
     redelivered: int = 0  # records below the stored offset: ignored
     rejected: list[Rejected] = field(default_factory=list)  # invalid: to the DLQ
 
@@ -83,7 +74,7 @@ class DecodedBatch:
     partition's offsets ascend, so redeliveries are decided poll by poll (apply_decoded).
     """
 
-    events: list[AppliedEvent] = field(default_factory=list)
+    events: list[SummationEvent] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     headers: dict[tuple[int, int], Sequence[tuple[str, bytes]]] = field(default_factory=dict)
     segments: list[tuple[int, int]] = field(default_factory=list)  # (events end, rejected end) per poll
@@ -96,7 +87,7 @@ class DecodedBatch:
         """Decode and append one poll's records (grouped by partition, ascending within it)."""
         self.count += len(records)
         append = self.events.append
-        new = tuple.__new__
+        decode = decode_event
         first = self.first_offsets
         last = self.next_offsets
         headers = self.headers
@@ -112,9 +103,9 @@ class DecodedBatch:
             if record.headers:
                 headers[(partition, offset)] = record.headers
             try:
-                append(new(AppliedEvent, (*decode_fields(record.value), partition, offset)))
+                append(decode(record.value, partition, offset))
             except InvalidEvent as exc:
-                self.rejected.append(Rejected(record, str(exc) or "invalid"))
+                self.rejected.append(Rejected(record, exc.code, exc.reason))
             last[partition] = offset + 1
         self.segments.append((len(self.events), len(self.rejected)))
 
@@ -122,27 +113,21 @@ class DecodedBatch:
         return self.count
 
 
-def decode_batch(records: Sequence[ConsumedRecord]) -> DecodedBatch:
-    batch = DecodedBatch()
-    batch.add(records)
-    return batch
-
-
-def _not_redelivered(batch: DecodedBatch, stored: dict[int, int]) -> tuple[list[AppliedEvent], list[Rejected], int]:
+def _not_redelivered(batch: DecodedBatch, stored: dict[int, int]) -> tuple[list[SummationEvent], list[Rejected], int]:
     """The events and rejected records at or past the stored offsets, poll by poll (slow path)."""
     running = dict(stored)
-    events: list[AppliedEvent] = []
+    events: list[SummationEvent] = []
     rejected: list[Rejected] = []
     redelivered = 0
     events_start = rejected_start = 0
     for events_end, rejected_end in batch.segments:
         before = dict(running)  # within a poll offsets ascend: below `before` = a redelivery
         for ev in batch.events[events_start:events_end]:
-            if ev[6] < before.get(ev[5], 0):
+            if ev.offset < before.get(ev.partition, 0):
                 redelivered += 1
             else:
                 events.append(ev)
-                running[ev[5]] = max(running.get(ev[5], 0), ev[6] + 1)
+                running[ev.partition] = max(running.get(ev.partition, 0), ev.offset + 1)
         for item in batch.rejected[rejected_start:rejected_end]:
             partition, offset = item.record.partition, item.record.offset
             if offset < before.get(partition, 0):
@@ -159,7 +144,11 @@ def apply_decoded(
     batch: DecodedBatch,
     already_applied: Callable[[list[str]], set[str]],
 ) -> BatchOutcome:
-    """apply_batch for records decoded beforehand: the same outcome, without decoding again."""
+    """Apply a decoded batch in poll order. `already_applied(ids)` returns those ids inside the window.
+
+    Records below the stored offsets are redeliveries (ignored); invalid records are rejected (to the
+    DLQ) and their offsets move on; an id inside the window or earlier in the batch is a duplicate.
+    """
     stored = state.next_offsets
     if batch.in_order and all(o >= stored.get(p, 0) for p, o in batch.first_offsets.items()):
         fresh, rejected, redelivered = batch.events, batch.rejected, 0  # the common case
@@ -168,40 +157,15 @@ def apply_decoded(
         fresh, rejected, redelivered = _not_redelivered(batch, stored)
         offsets = dict(stored)
         for ev in fresh:
-            offsets[ev[5]] = ev[6] + 1
+            offsets[ev.partition] = ev.offset + 1
         for item in rejected:
             offsets[item.record.partition] = max(offsets.get(item.record.partition, 0), item.record.offset + 1)
     return _count_once(state, fresh, offsets, already_applied, rejected=rejected, redelivered=redelivered)
 
 
-def apply_batch(
-    state: LedgerState,
-    records: Iterable[ConsumedRecord],
-    already_applied: Callable[[list[str]], set[str]],
-) -> BatchOutcome:
-    """Apply records in order. `already_applied(ids)` returns those ids inside the window."""
-    fresh: list[AppliedEvent] = []
-    rejected: list[Rejected] = []
-    offsets = dict(state.next_offsets)
-    redelivered = 0
-    new = tuple.__new__
-    for record in records:
-        partition = record.partition
-        offset = record.offset
-        if offset < offsets.get(partition, 0):
-            redelivered += 1
-            continue
-        offsets[partition] = offset + 1
-        try:
-            fresh.append(new(AppliedEvent, (*decode_fields(record.value), partition, offset)))
-        except InvalidEvent as exc:
-            rejected.append(Rejected(record, str(exc) or "invalid"))
-    return _count_once(state, fresh, offsets, already_applied, rejected=rejected, redelivered=redelivered)
-
-
 def _count_once(
     state: LedgerState,
-    fresh: Sequence[AppliedEvent],
+    fresh: Sequence[SummationEvent],
     offsets: dict[int, int],
     already_applied: Callable[[list[str]], set[str]],
     *,
@@ -209,18 +173,18 @@ def _count_once(
     redelivered: int,
 ) -> BatchOutcome:
     """The outcome of applying `fresh` in order: ids inside the window or earlier in the batch are duplicates."""
-    seen = already_applied([ev[0] for ev in fresh])
+    seen = already_applied([ev.request_id for ev in fresh])
     outcome = BatchOutcome(state, redelivered=redelivered, rejected=rejected)
     applied = outcome.applied
     duplicates = outcome.duplicates
     total = state.total
     for ev in fresh:
-        rid = ev[0]
+        rid = ev.request_id
         if rid in seen:
             duplicates.append(ev)
             continue
         seen.add(rid)
-        total += ev[3]
+        total += ev.result
         applied.append(ev)
     outcome.state = LedgerState(total, state.applied + len(applied), offsets)
     return outcome
