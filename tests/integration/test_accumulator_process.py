@@ -195,8 +195,9 @@ def test_state_of_the_previous_release_schema_v1_is_migrated_and_continues(setup
     count, offsets and de-duplication window; new events are applied, repeats of old ids are not."""
     import sqlite3
 
-    from sumflow.adapters.audit_log import AuditLog, audit_lines
+    from sumflow.adapters.audit_log import AuditLog
     from sumflow.adapters.total_file import write_total_file
+    from sumflow.domain.events import SummationEvent
     from sumflow.domain.ledger import LedgerState
     from tests.support.ledger_v1 import write_v1_state
 
@@ -210,13 +211,26 @@ def test_state_of_the_previous_release_schema_v1_is_migrated_and_continues(setup
             producer.send(topic, value=event_value(rid, i, 3, produced_at_ms=1_700_000_000_000 + i), partition=0)
         producer.flush(30)
         now = time.time()
-        applied = [(rid, i, 3, i + 3, 1_700_000_000_000 + i, 0, i) for i, rid in enumerate(old_ids)]
+        applied = [SummationEvent(rid, i, 3, i + 3, 1_700_000_000_000 + i, 0, i) for i, rid in enumerate(old_ids)]
         audit = AuditLog(state_dir / "audit", 64 << 20, 10)
         audit.recover(AuditPosition(1, 0))
-        position = audit.append([audit_lines(applied, now)])
+        position = audit.append_events(applied, now)
         audit.close()
         total = sum(i + 3 for i in range(40))
-        rows = [(i + 1, rid, a, b, r, p, o, now, at) for i, (rid, a, b, r, at, p, o) in enumerate(applied)]
+        rows = [
+            (
+                seq,
+                ev.request_id,
+                ev.first_number,
+                ev.second_number,
+                ev.result,
+                ev.partition,
+                ev.offset,
+                now,
+                ev.produced_at_ms,
+            )
+            for seq, ev in enumerate(applied, 1)
+        ]
         write_v1_state(state_dir / "state.db", [(total, 40, {0: 40}, (position.segment, position.size), now, rows)])
         write_total_file(state_dir, LedgerState(total, 40, {0: 40}), now)
 

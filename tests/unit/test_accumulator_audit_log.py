@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from sumflow.adapters.audit_log import (
     AuditInconsistent,
     AuditLog,
     AuditPosition,
-    audit_line,
+    audit_event,
     audit_lines,
     list_segments,
     read_audit,
 )
+from sumflow.domain.events import SummationEvent
 
 
 def _line(i: int) -> bytes:
-    return audit_line(
-        f"00000000-0000-4000-8000-{i:012d}", i, 1, i + 1, partition=0, offset=i, produced_at_ms=0, applied_at=1.0
-    )
+    return audit_lines([SummationEvent(f"00000000-0000-4000-8000-{i:012d}", i, 1, i + 1, 0, 0, i)], 1.0)
 
 
 def test_append_rotates_by_size_and_keeps_the_newest_segments(tmp_path):
@@ -63,16 +63,75 @@ def test_recover_refuses_an_audit_shorter_than_committed(tmp_path):
         AuditLog(tmp_path, max_bytes=1 << 20, keep_files=5).recover(position)
 
 
-def test_batch_lines_are_the_same_json_as_single_lines():
-    applied = [
-        ("00000000-0000-4000-8000-000000000001", 1, -2, -1, 1_700_000_000_123, 0, 5),
-        ("00000000-0000-4000-8000-000000000002", 2**62, 2**62, 2**63, 0, 2, 9),
-        ('odd"id\\', 0, 0, 0, 0, 1, 1),  # not canonical: rendered (escaped) by audit_line
+def test_audit_lines_keep_the_format_that_readers_and_rebuild_expect():
+    """One JSON object a line, these keys in this order: older audit files read the same way."""
+    events = [
+        SummationEvent("00000000-0000-4000-8000-000000000001", 1, -2, -1, 1_700_000_000_123, 0, 5),
+        SummationEvent("00000000-0000-4000-8000-000000000002", 2**62, 2**62, 2**63, 0, 2, 9),
     ]
-    for now in (1.0, 1_700_000_000.123456, 1e-7):
-        expected = b"".join(
-            audit_line(r, f, s, t, partition=p, offset=o, produced_at_ms=pm, applied_at=now)
-            for r, f, s, t, pm, p, o in applied
-        )
-        assert audit_lines(applied, now) == expected
+    assert audit_lines(events, 1_700_000_000.123456) == (
+        b'{"request_id":"00000000-0000-4000-8000-000000000001","first_number":1,"second_number":-2,"result":-1,'
+        b'"partition":0,"offset":5,"produced_at_ms":1700000000123,"applied_at":1700000000.123456}\n'
+        b'{"request_id":"00000000-0000-4000-8000-000000000002","first_number":4611686018427387904,'
+        b'"second_number":4611686018427387904,"result":9223372036854775808,"partition":2,"offset":9,'
+        b'"produced_at_ms":0,"applied_at":1700000000.123456}\n'
+    )
+    assert audit_lines([SummationEvent('odd"id\\', 0, 0, 0, 0, 1, 1)], 1e-7) == (
+        b'{"request_id":"odd\\"id\\\\","first_number":0,"second_number":0,"result":0,"partition":1,"offset":1,'
+        b'"produced_at_ms":0,"applied_at":1e-7}\n'
+    )
     assert audit_lines([], 1.0) == b""
+
+
+def test_audit_lines_read_back_as_the_same_events(tmp_path):
+    events = [
+        SummationEvent(f"00000000-0000-4000-8000-{i:012d}", i, -3, i - 3, 1_700_000_000_000 + i, i % 3, 7 + i)
+        for i in range(5)
+    ]
+    log = AuditLog(tmp_path, max_bytes=1 << 20, keep_files=2)
+    log.recover(AuditPosition(1, 0))
+    log.append([audit_lines(events, 2.5)])
+    log.close()
+    assert [audit_event(doc) for doc in read_audit(tmp_path)] == events
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"first_number": 1},
+        {
+            "request_id": "not-a-uuid",
+            "first_number": 1,
+            "second_number": 1,
+            "result": 2,
+            "partition": 0,
+            "offset": 0,
+            "produced_at_ms": 0,
+        },
+        {
+            "request_id": "00000000-0000-4000-8000-000000000001",
+            "first_number": 1.0,
+            "second_number": 1,
+            "result": 2,
+            "partition": 0,
+            "offset": 0,
+            "produced_at_ms": 0,
+        },
+    ],
+)
+def test_an_audit_line_that_is_not_an_event_is_none(doc):
+    assert audit_event(orjson.loads(orjson.dumps(doc))) is None
+
+
+def test_an_audit_id_is_read_in_canonical_form():
+    doc = {
+        "request_id": "00000000-0000-4000-8000-00000000000A",
+        "first_number": 1,
+        "second_number": 1,
+        "result": 2,
+        "partition": 0,
+        "offset": 0,
+        "produced_at_ms": 0,
+        "applied_at": 1.0,
+    }
+    assert audit_event(doc).request_id == "00000000-0000-4000-8000-00000000000a"

@@ -18,8 +18,8 @@ from openapi_spec_validator import validate
 from prometheus_client import CollectorRegistry
 
 from sumflow.accumulator_service import AccumulatorStatus, make_snapshot
-from sumflow.adapters.ledger_store import AppliedRow
-from sumflow.domain.ledger import LedgerState
+from sumflow.domain.events import SummationEvent
+from sumflow.domain.ledger import LedgerEntry, LedgerState
 from sumflow.entrypoints.accumulator_app import create_app, instrument, parse_limit
 from sumflow.entrypoints.openapi import openapi_document
 from sumflow.observability.metrics import AccumulatorMetrics
@@ -28,9 +28,13 @@ DOC = openapi_document()
 BIG = 2**66 + 5
 
 
-def rows(n: int) -> list[AppliedRow]:
+def rows(n: int) -> list[LedgerEntry]:
     return [
-        AppliedRow(n - i, f"00000000-0000-4000-8000-{n - i:012d}", n - i, 2, n - i + 2, 0, n - i - 1, 1.7e9, 1_700_000)
+        LedgerEntry(
+            n - i,
+            SummationEvent(f"00000000-0000-4000-8000-{n - i:012d}", n - i, 2, n - i + 2, 1_700_000, 0, n - i - 1),
+            1.7e9,
+        )
         for i in range(n)
     ]
 
@@ -43,7 +47,7 @@ class Server:
         self.metrics = AccumulatorMetrics(self.registry)
         self.fail_reads = False
 
-        def recent(limit: int) -> list[AppliedRow]:
+        def recent(limit: int) -> list[LedgerEntry]:
             if self.fail_reads:
                 import sqlite3
 

@@ -10,6 +10,7 @@ import pytest
 
 from sumflow.adapters.audit_log import AuditPosition
 from sumflow.adapters.ledger_store import RECENT_EVENTS, LedgerStore, StateCorrupt, state_db_path
+from sumflow.domain.events import SummationEvent
 from sumflow.domain.ledger import LedgerState
 from tests.support.ledger_v1 import write_v1_state
 
@@ -58,25 +59,26 @@ def test_v1_file_is_migrated_with_its_state_window_and_newest_rows(tmp_path):
     assert len(newest) == RECENT_EVENTS
     assert [r.seq for r in newest[:3]] == [1500, 1499, 1498]
     by_seq = {row[0]: row for row in first + second}
-    for row in newest:  # full rows, canonical string ids, exactly as v1 stored them
+    for entry in newest:  # full rows, canonical string ids, exactly as v1 stored them
+        ev = entry.event
         assert (
-            row.seq,
-            row.request_id,
-            row.first,
-            row.second,
-            row.result,
-            row.partition,
-            row.offset,
-            row.applied_at,
-            row.produced_at_ms,
-        ) == by_seq[row.seq]
+            entry.seq,
+            ev.request_id,
+            ev.first_number,
+            ev.second_number,
+            ev.result,
+            ev.partition,
+            ev.offset,
+            entry.applied_at,
+            ev.produced_at_ms,
+        ) == by_seq[entry.seq]
     tables = _tables(state_db_path(tmp_path))
     assert "applied_events" not in tables and {"applied_ids", "applied_batches", "recent_events"} <= tables
 
     # the window keeps its time boundaries: 70 s after the first batch it is pruned, the second is not
     store.commit_batch(
         LedgerState(big + 8, 1501, {0: 701, 1: 800}),
-        [(1501, str(uuid.uuid4()), 1, 7, 8, 0, 700, 1070.0, 1)],
+        [SummationEvent(str(uuid.uuid4()), 1, 7, 8, 1, 0, 700)],
         AuditPosition(3, 123_600),
         1070.0,
     )
@@ -97,7 +99,7 @@ def test_v1_window_beyond_max_ids_is_pruned_by_count_after_migration(tmp_path):
     store.open(create=False)
     store.commit_batch(
         LedgerState(0, 301, {0: 301}),
-        [(301, str(uuid.uuid4()), 0, 0, 0, 0, 300, 1001.0, 1)],
+        [SummationEvent(str(uuid.uuid4()), 0, 0, 0, 1, 0, 300)],
         AuditPosition(1, 0),
         1001.0,
     )

@@ -19,21 +19,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from sumflow.adapters.audit_log import AuditPosition, audit_line, list_segments, read_audit
+from sumflow.adapters.audit_log import AuditPosition, audit_event, list_segments, read_audit
 from sumflow.adapters.ledger_store import state_db_path
 from sumflow.adapters.total_file import fsync_dir, write_total_file
 from sumflow.bootstrap_accumulator import lock_state_dir, new_audit_log, new_store
 from sumflow.config import AccumulatorConfig
-from sumflow.domain.events import InvalidEvent, decode_event
+from sumflow.domain.events import InvalidEvent, SummationEvent, decode_event
 from sumflow.domain.ledger import LedgerState
-from sumflow.domain.summation import InvalidRequest, canonical_request_id
 
 log = logging.getLogger(__name__)
-
-# request_id -> (first, second, result, partition, offset, produced_at_ms)
-Event = tuple[int, int, int, int, int, int]
 
 
 class RebuildError(RuntimeError):
@@ -77,23 +73,6 @@ class RebuildReport:
     moved_aside: list[str] = field(default_factory=list)
 
 
-def _audit_event(doc: dict[str, Any]) -> tuple[str, Event] | None:
-    try:
-        values = tuple(
-            doc[k] for k in ("first_number", "second_number", "result", "partition", "offset", "produced_at_ms")
-        )
-        request_id = doc["request_id"]
-    except KeyError:
-        return None
-    if not isinstance(request_id, str) or any(type(v) is not int for v in values):
-        return None
-    try:
-        request_id = canonical_request_id(request_id)  # the window stores ids as UUID bytes
-    except InvalidRequest:
-        return None
-    return request_id, values  # type: ignore[return-value]
-
-
 def _truncate_torn_tail(directory: Path) -> AuditPosition:
     """Cut the last segment after its last complete line; return the position to append at."""
     segments = list_segments(directory)
@@ -111,7 +90,7 @@ def _truncate_torn_tail(directory: Path) -> AuditPosition:
 
 def _read_topic(
     config: AccumulatorConfig,
-    events: dict[str, Event],
+    events: dict[str, SummationEvent],
     report: RebuildReport,
     timeout: float,
     progress: RebuildProgress,
@@ -154,19 +133,12 @@ def _read_topic(
                         break
                     read += 1
                     try:
-                        ev = decode_event(m.value)
+                        ev = decode_event(m.value, tp.partition, m.offset)
                     except InvalidEvent:
                         report.invalid_skipped += 1
                         continue
                     if ev.request_id not in events:
-                        events[ev.request_id] = (
-                            ev.first_number,
-                            ev.second_number,
-                            ev.result,
-                            tp.partition,
-                            m.offset,
-                            ev.produced_at_ms,
-                        )
+                        events[ev.request_id] = ev
                         report.from_kafka += 1
                 progress.advance(read)
             remaining = {tp for tp in remaining if consumer.position(tp) < ends[tp.partition]}
@@ -212,19 +184,18 @@ def _rebuild_locked(
     audit = new_audit_log(config)
     audit.directory.mkdir(parents=True, exist_ok=True)
     position = _truncate_torn_tail(audit.directory)
-    events: dict[str, Event] = {}
+    events: dict[str, SummationEvent] = {}
     audit_next: dict[int, int] = {}
     progress.phase("audit", count_audit_lines(audit.directory))
     for doc in read_audit(audit.directory):
         progress.advance(1)
-        parsed = _audit_event(doc)
-        if parsed is None:
+        ev = audit_event(doc)
+        if ev is None:
             report.invalid_skipped += 1
             continue
-        request_id, ev = parsed
-        audit_next[ev[3]] = max(audit_next.get(ev[3], 0), ev[4] + 1)
-        if request_id not in events:
-            events[request_id] = ev
+        audit_next[ev.partition] = max(audit_next.get(ev.partition, 0), ev.offset + 1)
+        if ev.request_id not in events:
+            events[ev.request_id] = ev
     report.from_audit = len(events)
     in_audit = len(events)
     if use_kafka:
@@ -237,27 +208,21 @@ def _rebuild_locked(
     report.moved_aside = move_aside(state_dir)
 
     now = time.time()
-    items = list(events.items())
+    applied = list(events.values())
     audit.recover(position)
-    lines = [
-        audit_line(rid, ev[0], ev[1], ev[2], partition=ev[3], offset=ev[4], produced_at_ms=ev[5], applied_at=now)
-        for rid, ev in items[in_audit:]  # the events the audit lacked
-    ]
+    missing = applied[in_audit:]  # the events the audit lacked
     batch = 20000
-    for start in range(0, len(lines), batch):
-        position = audit.append(lines[start : start + batch])
+    for start in range(0, len(missing), batch):
+        position = audit.append_events(missing[start : start + batch], now)
     audit.close()
 
-    report.applied = len(items)
-    report.total = sum(ev[2] for _, ev in items)
+    report.applied = len(applied)
+    report.total = sum(ev.result for ev in applied)
     state = LedgerState(report.total, report.applied, report.next_offsets)
-    window = items[-config.applied_window_max_ids :]
-    first_seq = len(items) - len(window) + 1
-    rows = [(first_seq + i, rid, ev[0], ev[1], ev[2], ev[3], ev[4], now, ev[5]) for i, (rid, ev) in enumerate(window)]
     store = new_store(config)
     try:
         store.open(create=True)
-        store.commit_batch(state, rows, position, now)
+        store.commit_batch(state, applied[-config.applied_window_max_ids :], position, now)
         store.checkpoint()
     finally:
         store.close()

@@ -30,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from prometheus_client import Histogram
 
-from sumflow.adapters.audit_log import AuditLog, AuditPosition, audit_lines
+from sumflow.adapters.audit_log import AuditLog, AuditPosition
 from sumflow.adapters.dlq_publisher import DlqPublishError
 from sumflow.adapters.ledger_store import LedgerStore
 from sumflow.adapters.total_file import write_total_file
@@ -313,15 +313,11 @@ class LedgerConsumer:
                 for span in spans:
                     span.end()
                 raise
-        base = self.state.applied
         applied = outcome.applied
-        # (seq, request_id, first, second, result, partition, offset, applied_at, produced_at_ms)
-        rows = [(base + i, a[0], a[1], a[2], a[3], a[5], a[6], now, a[4]) for i, a in enumerate(applied, start=1)]
-        lines = audit_lines(applied, now)
-        commit_span = self._start_commit_span(spans, len(rows)) if spans else None
+        commit_span = self._start_commit_span(spans, len(applied)) if spans else None
         try:
-            position = self.audit.append([lines])
-            self.store.commit_batch(new_state, rows, position, now)
+            position = self.audit.append_events(applied, now)
+            self.store.commit_batch(new_state, applied, position, now)
         except BaseException as exc:
             self._commit_failed = True
             if commit_span is not None:

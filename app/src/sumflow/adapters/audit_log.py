@@ -19,9 +19,10 @@ from typing import Any
 import orjson
 
 from sumflow.adapters.total_file import fsync_dir
+from sumflow.domain.events import SummationEvent
+from sumflow.domain.summation import InvalidRequest, canonical_request_id
 
 _SEGMENT = re.compile(r"^audit-(\d{6,})\.jsonl$")
-_PLAIN_ID = re.compile(r"[0-9a-f-]{36}").fullmatch
 
 
 class AuditInconsistent(RuntimeError):
@@ -116,6 +117,10 @@ class AuditLog:
         self._size += len(data)
         return self.position
 
+    def append_events(self, events: Sequence[SummationEvent], applied_at: float) -> AuditPosition:
+        """Append the lines of applied events (audit_lines), flushed and fsynced; the new position."""
+        return self.append([audit_lines(events, applied_at)])
+
     def _rotate(self) -> None:
         self._handle.close()
         self._segment += 1
@@ -132,60 +137,45 @@ class AuditLog:
             self._handle = None
 
 
-def audit_line(
-    request_id: str,
-    first: int,
-    second: int,
-    result: int,
-    *,
-    partition: int,
-    offset: int,
-    produced_at_ms: int,
-    applied_at: float,
-) -> bytes:
-    return (
-        orjson.dumps(
-            {
-                "request_id": request_id,
-                "first_number": first,
-                "second_number": second,
-                "result": result,
-                "partition": partition,
-                "offset": offset,
-                "produced_at_ms": produced_at_ms,
-                "applied_at": applied_at,
-            }
-        )
-        + b"\n"
+def audit_lines(events: Iterable[SummationEvent], applied_at: float) -> bytes:
+    """The audit lines of applied events, one JSON object a line, in this key order:
+
+    {"request_id": str, "first_number": int, "second_number": int, "result": int, "partition": int,
+     "offset": int, "produced_at_ms": int, "applied_at": float (Unix seconds)}
+    """
+    dumps = orjson.dumps
+    return b"".join(
+        [
+            dumps(
+                {
+                    "request_id": ev.request_id,
+                    "first_number": ev.first_number,
+                    "second_number": ev.second_number,
+                    "result": ev.result,
+                    "partition": ev.partition,
+                    "offset": ev.offset,
+                    "produced_at_ms": ev.produced_at_ms,
+                    "applied_at": applied_at,
+                }
+            )
+            + b"\n"
+            for ev in events
+        ]
     )
 
 
-def audit_lines(applied: Sequence[Sequence[Any]], applied_at: float) -> bytes:
-    """The audit lines of a batch in one string: the same JSON objects as audit_line, one a line.
+_AUDIT_INTS = ("first_number", "second_number", "result", "produced_at_ms", "partition", "offset")
 
-    `applied` items are (request_id, first, second, result, produced_at_ms, partition, offset) with
-    a canonical request id (hex digits and hyphens: nothing to escape); anything else is rendered
-    by audit_line.
-    """
-    at = orjson.dumps(applied_at).decode()
-    parts = []
-    for rid, first, second, result, produced, partition, offset in applied:
-        if _PLAIN_ID(rid) is None:
-            parts.append(
-                audit_line(
-                    rid,
-                    first,
-                    second,
-                    result,
-                    partition=partition,
-                    offset=offset,
-                    produced_at_ms=produced,
-                    applied_at=applied_at,
-                ).decode()
-            )
-            continue
-        parts.append(
-            f'{{"request_id":"{rid}","first_number":{first},"second_number":{second},"result":{result},'
-            f'"partition":{partition},"offset":{offset},"produced_at_ms":{produced},"applied_at":{at}}}\n'
-        )
-    return "".join(parts).encode()
+
+def audit_event(doc: dict[str, Any]) -> SummationEvent | None:
+    """The event of one audit line (as read_audit yields it), or None if the line is not one."""
+    request_id = doc.get("request_id")
+    values = [doc.get(name) for name in _AUDIT_INTS]
+    if not isinstance(request_id, str) or any(type(v) is not int for v in values):
+        return None
+    try:
+        request_id = canonical_request_id(request_id)  # the ledger's window holds canonical ids
+    except InvalidRequest:
+        return None
+    first, second, result, produced_at_ms, partition, offset = values
+    return SummationEvent(request_id, first, second, result, produced_at_ms, partition, offset)  # type: ignore[arg-type]

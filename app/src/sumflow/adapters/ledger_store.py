@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sumflow.adapters.audit_log import AuditPosition
-from sumflow.domain.ledger import LedgerState
+from sumflow.domain.events import SummationEvent
+from sumflow.domain.ledger import LedgerEntry, LedgerState
 
 STATE_DB_NAME = "state.db"
 SCHEMA_VERSION = 2
@@ -128,21 +129,6 @@ class StoredState:
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class AppliedRow:
-    """One row of applied_events, as written and as served by /api/summations."""
-
-    seq: int
-    request_id: str
-    first: int
-    second: int
-    result: int
-    partition: int
-    offset: int
-    applied_at: float
-    produced_at_ms: int
-
-
 def state_db_path(state_dir: Path) -> Path:
     return state_dir / STATE_DB_NAME
 
@@ -234,18 +220,19 @@ class LedgerStore:
     def commit_batch(
         self,
         state: LedgerState,
-        rows: Sequence[tuple[int, str, int, int, int, int, int, float, int]],
+        applied: Sequence[SummationEvent],
         audit: AuditPosition,
         now: float,
     ) -> None:
         """Commit total, count, offsets, window ids, newest rows, audit position and pruning in ONE transaction.
 
-        `rows` are (seq, request_id, first, second, result, partition, offset, applied_at,
-        produced_at_ms), ascending seq, canonical request ids. On any error the transaction is
-        rolled back and the error re-raised.
+        `applied` are the newest applied events in order, the last one being event number
+        `state.applied` (canonical request ids). On any error the transaction is rolled back and
+        the error re-raised.
         """
         conn = self._writer()
-        ids = sorted([(id_bytes(row[1]), row[0]) for row in rows])  # key order: each index page once
+        first_seq = state.applied - len(applied) + 1
+        ids = sorted([(id_bytes(ev.request_id), seq) for seq, ev in enumerate(applied, first_seq)])  # key order
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -258,15 +245,16 @@ class LedgerStore:
                 " ON CONFLICT(partition) DO UPDATE SET next_offset = excluded.next_offset",
                 list(state.next_offsets.items()),
             )
-            if rows:
+            if applied:
                 conn.executemany("INSERT OR REPLACE INTO applied_ids(request_id, seq) VALUES (?, ?)", ids)
                 conn.execute(
-                    "INSERT OR REPLACE INTO applied_batches(first_seq, applied_at) VALUES (?, ?)", (rows[0][0], now)
+                    "INSERT OR REPLACE INTO applied_batches(first_seq, applied_at) VALUES (?, ?)", (first_seq, now)
                 )
+                newest = applied[-RECENT_EVENTS:]
                 conn.executemany(
                     'INSERT OR REPLACE INTO recent_events(seq, request_id, first, second, result, partition, "offset",'
                     " applied_at, produced_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows[-RECENT_EVENTS:],
+                    recent_rows(newest, state.applied - len(newest) + 1, now),
                 )
             self._prune(conn, state.applied, now)
             conn.execute("COMMIT")
@@ -300,7 +288,7 @@ class LedgerStore:
 
     # -- HTTP threads (read-only connections, one per thread) -------------------------------------
 
-    def recent(self, limit: int) -> list[AppliedRow]:
+    def recent(self, limit: int) -> list[LedgerEntry]:
         conn = getattr(self._readers, "conn", None)
         if conn is None:
             conn = _connect(self.path, readonly=True)
@@ -310,7 +298,30 @@ class LedgerStore:
             " FROM recent_events ORDER BY seq DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [AppliedRow(*row) for row in rows]
+        return [
+            LedgerEntry(seq, SummationEvent(rid, first, second, result, produced_at_ms, partition, offset), applied_at)
+            for seq, rid, first, second, result, partition, offset, applied_at, produced_at_ms in rows
+        ]
+
+
+def recent_rows(
+    events: Sequence[SummationEvent], first_seq: int, applied_at: float
+) -> list[tuple[int, str, int, int, int, int, int, float, int]]:
+    """The recent_events rows of events numbered from `first_seq` (the one row builder)."""
+    return [
+        (
+            seq,
+            ev.request_id,
+            ev.first_number,
+            ev.second_number,
+            ev.result,
+            ev.partition,
+            ev.offset,
+            applied_at,
+            ev.produced_at_ms,
+        )
+        for seq, ev in enumerate(events, first_seq)
+    ]
 
 
 def _check_header(path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sumflow.domain.events import InvalidEvent, InvalidReason, SummationEvent, decode_event
 
@@ -45,6 +45,14 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class LedgerEntry(NamedTuple):
+    """An applied event as the ledger keeps it: its ordinal among applied events and when it was applied."""
+
+    seq: int
+    event: SummationEvent
+    applied_at: float  # Unix seconds
 
 
 @dataclass(frozen=True, slots=True)

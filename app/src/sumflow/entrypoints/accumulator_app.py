@@ -20,7 +20,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from sumflow.accumulator_service import AccumulatorStatus
-from sumflow.adapters.ledger_store import AppliedRow
+from sumflow.domain.ledger import LedgerEntry
 from sumflow.entrypoints.http_server import JSON, error_body, metrics_response
 from sumflow.entrypoints.openapi import openapi_document
 from sumflow.observability.metrics import AccumulatorMetrics
@@ -37,16 +37,17 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def summation_json(row: AppliedRow) -> dict[str, Any]:
+def summation_json(entry: LedgerEntry) -> dict[str, Any]:
+    event = entry.event
     return {
-        "request_id": row.request_id,
-        "first_number": row.first,
-        "second_number": row.second,
-        "result": row.result,
-        "partition": row.partition,
-        "offset": row.offset,
-        "applied_at": _iso(row.applied_at),
-        "produced_at_ms": row.produced_at_ms,
+        "request_id": event.request_id,
+        "first_number": event.first_number,
+        "second_number": event.second_number,
+        "result": event.result,
+        "partition": event.partition,
+        "offset": event.offset,
+        "applied_at": _iso(entry.applied_at),
+        "produced_at_ms": event.produced_at_ms,
     }
 
 
@@ -61,7 +62,7 @@ def parse_limit(raw: str | None) -> int:
 
 def create_app(
     status: AccumulatorStatus,
-    recent: Callable[[int], list[AppliedRow]],
+    recent: Callable[[int], list[LedgerEntry]],
     registry: CollectorRegistry,
 ) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
