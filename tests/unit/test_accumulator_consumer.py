@@ -20,13 +20,15 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sumflow.accumulator_service import AccumulatorStatus, LedgerConsumer
 from sumflow.adapters.audit_log import read_audit
-from sumflow.adapters.total_file import read_total_file
+from sumflow.adapters.total_file import read_total_file, write_total_file
 from sumflow.bootstrap_accumulator import audit_dir, open_state
 from sumflow.config import load_accumulator_config
 from sumflow.domain.ledger import Record
+from sumflow.observability.accumulator_telemetry import AccumulatorTelemetry
 from sumflow.observability.metrics import AccumulatorMetrics
+from sumflow.service_layer.accumulator_status import AccumulatorStatus
+from sumflow.service_layer.ledger_consumer import LedgerConsumer
 from tests.support.event_records import event_value
 
 
@@ -111,8 +113,8 @@ def make_consumer(state_dir: Path, source, dlq, *, env: dict[str, str] | None = 
         source_factory=lambda: source,
         dlq=dlq,
         status=status,
-        metrics=metrics,
-        state_dir=state_dir,
+        telemetry=AccumulatorTelemetry(metrics),
+        write_total=functools.partial(write_total_file, state_dir),
         state=stored.ledger,
         audit_position=stored.audit,
         poll_timeout_ms=10,

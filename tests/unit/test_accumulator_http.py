@@ -17,12 +17,12 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 from prometheus_client import CollectorRegistry
 
-from sumflow.accumulator_service import AccumulatorStatus, make_snapshot
 from sumflow.domain.events import SummationEvent
 from sumflow.domain.ledger import LedgerEntry, LedgerState
 from sumflow.entrypoints.accumulator_app import create_app, instrument, parse_limit
 from sumflow.entrypoints.openapi import openapi_document
 from sumflow.observability.metrics import AccumulatorMetrics
+from sumflow.service_layer.accumulator_status import AccumulatorStatus, make_snapshot
 
 DOC = openapi_document()
 BIG = 2**66 + 5

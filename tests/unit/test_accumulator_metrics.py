@@ -7,8 +7,8 @@ import random
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from sumflow.accumulator_service import observe_many
 from sumflow.domain.events import InvalidReason
+from sumflow.observability.accumulator_telemetry import observe_many
 from sumflow.observability.metrics import E2E_BUCKETS
 
 

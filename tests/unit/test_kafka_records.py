@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from sumflow.accumulator_service import AccumulatorStatus, traceparent_trace_id
 from sumflow.adapters.dlq_publisher import DEFAULT_MAX_COPY_BYTES, copy_size, full_copy, reference_copy
 from sumflow.adapters.kafka_records import NULL_HEADERS, RawHeaderKey, install_lenient_header_keys, writable_headers
 from sumflow.domain.events import InvalidReason
 from sumflow.domain.ledger import Record, Rejected
+from sumflow.observability.accumulator_telemetry import traceparent_trace_id
+from sumflow.service_layer.accumulator_status import AccumulatorStatus
 
 RAW = b"\xff\xfe-key"
 

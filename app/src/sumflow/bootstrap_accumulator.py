@@ -8,6 +8,7 @@ assigned the partitions) and runs the consumer loop in its own thread.
 from __future__ import annotations
 
 import fcntl
+import functools
 import gc
 import logging
 import os
@@ -19,7 +20,6 @@ from typing import IO, Any
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
-from sumflow.accumulator_service import AccumulatorStatus, LedgerConsumer
 from sumflow.adapters.audit_log import AuditInconsistent, AuditLog
 from sumflow.adapters.dlq_publisher import KafkaDlqPublisher
 from sumflow.adapters.event_source import KafkaEventSource
@@ -28,7 +28,10 @@ from sumflow.adapters.total_file import total_file_path, write_total_file
 from sumflow.config import AccumulatorConfig, split_listen
 from sumflow.entrypoints.accumulator_app import create_app, instrument
 from sumflow.entrypoints.http_server import create_http_server
+from sumflow.observability.accumulator_telemetry import AccumulatorTelemetry
 from sumflow.observability.metrics import AccumulatorMetrics, new_registry
+from sumflow.service_layer.accumulator_status import AccumulatorStatus
+from sumflow.service_layer.ledger_consumer import LedgerConsumer
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +184,10 @@ def build(
         source_factory=source_factory,
         dlq=KafkaDlqPublisher(common.kafka_bootstrap, config.dlq_topic, common.topic),
         status=status,
-        metrics=metrics,
-        state_dir=config.state_dir,
+        telemetry=AccumulatorTelemetry(metrics, tracer),
+        write_total=functools.partial(write_total_file, config.state_dir),
         state=stored.ledger,
         audit_position=stored.audit,
-        tracer=tracer,
     )
     status.state_loaded = True
     metrics.total.set(stored.ledger.total)

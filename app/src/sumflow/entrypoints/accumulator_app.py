@@ -19,11 +19,11 @@ import bottle
 import orjson
 from prometheus_client import CollectorRegistry
 
-from sumflow.accumulator_service import AccumulatorStatus
 from sumflow.domain.ledger import LedgerEntry
 from sumflow.entrypoints.http_server import JSON, error_body, metrics_response
 from sumflow.entrypoints.openapi import openapi_document
 from sumflow.observability.metrics import AccumulatorMetrics
+from sumflow.service_layer.accumulator_status import AccumulatorStatus
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000

@@ -1,0 +1,62 @@
+"""What the accumulator's use cases need from the outside world (Kafka, SQLite, files), as Protocols.
+
+The adapters in sumflow.adapters implement them; bootstrap_accumulator passes the adapters in; the
+unit tests pass in-memory ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from sumflow.adapters.audit_log import AuditPosition
+from sumflow.domain.events import SummationEvent
+from sumflow.domain.ledger import ConsumedRecord, LedgerState, Rejected
+
+
+class EventSource(Protocol):
+    """The topic as the ledger consumer reads it: every partition assigned, positioned by our state."""
+
+    topic: str
+
+    @property
+    def partitions(self) -> list[int]: ...
+    def refresh_assignment(self, next_offsets: Mapping[int, int], *, force: bool = False) -> list[int]: ...
+    def seek(self, next_offsets: Mapping[int, int]) -> None: ...
+    def poll(self, timeout_ms: int) -> list[ConsumedRecord]: ...
+    def lag(self) -> dict[int, int]: ...
+    def commit_group_offsets(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None: ...
+    def close(self) -> None: ...
+
+
+class DeadLetters(Protocol):
+    def publish(self, rejected: Sequence[Rejected]) -> None:
+        """Returns once every record is acknowledged; raises otherwise (the batch is not committed)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LedgerStore(Protocol):
+    """The durable state: one transaction per batch, the de-duplication window."""
+
+    def already_applied(self, request_ids: Sequence[str]) -> set[str]: ...
+    def commit_batch(
+        self, state: LedgerState, applied: Sequence[SummationEvent], audit: AuditPosition, now: float
+    ) -> None: ...
+    def checkpoint(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class AuditTrail(Protocol):
+    """The append-only audit of applied events, cut back to the committed position after a failure."""
+
+    def append_events(self, events: Sequence[SummationEvent], applied_at: float) -> AuditPosition: ...
+    def recover(self, position: AuditPosition) -> None: ...
+    def close(self) -> None: ...
+
+
+class TotalFile(Protocol):
+    def __call__(self, state: LedgerState, now: float) -> None:
+        """Replace total.json with the state (raises OSError; the caller retries later)."""
+        ...
