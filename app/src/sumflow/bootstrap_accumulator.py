@@ -7,14 +7,12 @@ assigned the partitions) and runs the consumer loop in its own thread.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import gc
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from opentelemetry import trace
@@ -24,6 +22,8 @@ from sumflow.adapters.audit_log import AuditInconsistent, AuditLog
 from sumflow.adapters.dlq_publisher import KafkaDlqPublisher
 from sumflow.adapters.event_source import KafkaEventSource
 from sumflow.adapters.ledger_store import LedgerStore, StateCorrupt, StoredState, state_db_path
+from sumflow.adapters.state_dir import audit_dir, lock_state_dir, move_state_db_aside
+from sumflow.adapters.topic_reader import KafkaTopicReader
 from sumflow.adapters.total_file import total_file_path, write_total_file
 from sumflow.config import AccumulatorConfig, split_listen
 from sumflow.entrypoints.accumulator_app import create_app, instrument
@@ -32,36 +32,15 @@ from sumflow.observability.accumulator_telemetry import AccumulatorTelemetry
 from sumflow.observability.metrics import AccumulatorMetrics, new_registry
 from sumflow.service_layer.accumulator_status import AccumulatorStatus
 from sumflow.service_layer.ledger_consumer import LedgerConsumer
+from sumflow.service_layer.rebuild import RebuildProgress, RebuildReport, StateRebuild, rebuild
 
 log = logging.getLogger(__name__)
 
-AUDIT_DIR_NAME = "audit"
-LOCK_FILE_NAME = "lock"
 GC_YOUNG_THRESHOLD = 10_000
 STOP_TIMEOUT_SECONDS = 20.0  # below the unit's TimeoutStopSec (30 s): SIGTERM always ends the process
 RECOVERY_HINT = (
     "run `sumflow-accumulator rebuild` with the same environment to rebuild it from the audit log and the Kafka topic"
 )
-
-
-class StateDirLocked(RuntimeError):
-    """Another accumulator (or a rebuild) uses this state directory."""
-
-
-def audit_dir(state_dir: Path) -> Path:
-    return state_dir / AUDIT_DIR_NAME
-
-
-def lock_state_dir(state_dir: Path) -> IO[bytes]:
-    """An exclusive flock on STATE_DIR/lock, held for the life of the process."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(state_dir / LOCK_FILE_NAME, "ab")  # noqa: SIM115 - held until exit
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise StateDirLocked(f"{state_dir}: another sumflow-accumulator (or rebuild) is using it") from None
-    return handle
 
 
 def new_audit_log(config: AccumulatorConfig) -> AuditLog:
@@ -212,3 +191,30 @@ def build(
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     gc.freeze()
     return Accumulator(config, registry, metrics, status, consumer, http, lock)
+
+
+def rebuild_state(
+    config: AccumulatorConfig,
+    *,
+    use_kafka: bool = True,
+    timeout: float = 600.0,
+    progress: RebuildProgress | None = None,
+) -> RebuildReport:
+    """Rebuild state.db from the audit log (and the topic unless `use_kafka` is false), the state directory locked."""
+    state_dir = config.state_dir
+    lock = lock_state_dir(state_dir)
+    try:
+        audit = new_audit_log(config)
+        audit.directory.mkdir(parents=True, exist_ok=True)
+        common = config.common
+        parts = StateRebuild(
+            audit=audit,
+            topic=functools.partial(KafkaTopicReader, common.kafka_bootstrap, common.topic) if use_kafka else None,
+            new_store=functools.partial(new_store, config),
+            move_aside=functools.partial(move_state_db_aside, state_dir),
+            write_total=functools.partial(write_total_file, state_dir),
+            window_max_ids=config.applied_window_max_ids,
+        )
+        return rebuild(parts, timeout=timeout, progress=progress)
+    finally:
+        lock.close()

@@ -121,6 +121,36 @@ class AuditLog:
         """Append the lines of applied events (audit_lines), flushed and fsynced; the new position."""
         return self.append([audit_lines(events, applied_at)])
 
+    # -- the rebuild -------------------------------------------------------------------------------
+
+    def truncate_torn_tail(self) -> AuditPosition:
+        """Cut the last segment after its last complete line; return the position to append at."""
+        segments = list_segments(self.directory)
+        if not segments:
+            return AuditPosition(1, 0)
+        number, path = segments[-1]
+        data = path.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        if keep != len(data):
+            with open(path, "r+b") as handle:
+                handle.truncate(keep)
+                os.fsync(handle.fileno())
+        return AuditPosition(number, keep)
+
+    def count_lines(self) -> int:
+        """Complete lines in every segment, read in 1 MiB blocks."""
+        count = 0
+        for _, path in list_segments(self.directory):
+            with open(path, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    count += block.count(b"\n")
+        return count
+
+    def events(self) -> Iterator[SummationEvent | None]:
+        """The event of every complete, parseable line, oldest first; None for a line that is not one."""
+        for doc in read_audit(self.directory):
+            yield audit_event(doc)
+
     def _rotate(self) -> None:
         self._handle.close()
         self._segment += 1

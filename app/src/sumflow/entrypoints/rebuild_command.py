@@ -19,15 +19,16 @@ def run_rebuild(prog: str, *, audit_only: bool, progress: bool = True) -> int:
     except ConfigError as exc:
         print(f"{prog}: configuration error: {exc}", file=sys.stderr, flush=True)
         return 2
-    from sumflow.accumulator_rebuild import NoProgress, RebuildError, rebuild
-    from sumflow.bootstrap_accumulator import StateDirLocked
+    from sumflow.adapters.state_dir import StateDirLocked
+    from sumflow.bootstrap_accumulator import rebuild_state
     from sumflow.entrypoints.progress_bar import ProgressBar
     from sumflow.observability.logging import setup_logging
+    from sumflow.service_layer.rebuild import NoProgress, RebuildError
 
     setup_logging("accumulator", config.common.log_level)
     bar = ProgressBar() if progress else None
     try:
-        report = rebuild(config, use_kafka=not audit_only, progress=bar or NoProgress())
+        report = rebuild_state(config, use_kafka=not audit_only, progress=bar or NoProgress())
     except (RebuildError, StateDirLocked) as exc:
         print(f"{prog}: rebuild failed: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -6,7 +6,7 @@ unit tests pass in-memory ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from sumflow.adapters.audit_log import AuditPosition
@@ -26,6 +26,27 @@ class EventSource(Protocol):
     def poll(self, timeout_ms: int) -> list[ConsumedRecord]: ...
     def lag(self) -> dict[int, int]: ...
     def commit_group_offsets(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None: ...
+    def close(self) -> None: ...
+
+
+class TopicReader(Protocol):
+    """The topic read once from the beginning of every partition up to its end (the rebuild)."""
+
+    topic: str
+    servers: str  # where the topic was looked for, for messages
+
+    def bounds(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(first offset, end offset) per partition, the read positioned at the first; empty if no topic."""
+        ...
+
+    def poll(self) -> list[ConsumedRecord]:
+        """The next records below the end offsets ([] when none came within the poll timeout)."""
+        ...
+
+    def done(self) -> bool:
+        """Every partition read up to its end offset."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -54,6 +75,16 @@ class AuditTrail(Protocol):
     def append_events(self, events: Sequence[SummationEvent], applied_at: float) -> AuditPosition: ...
     def recover(self, position: AuditPosition) -> None: ...
     def close(self) -> None: ...
+
+
+class AuditArchive(AuditTrail, Protocol):
+    """The audit as the rebuild reads it: every event it holds, oldest first."""
+
+    def truncate_torn_tail(self) -> AuditPosition: ...
+    def count_lines(self) -> int: ...
+    def events(self) -> Iterator[SummationEvent | None]:
+        """Every line's event, None for a line that is not one."""
+        ...
 
 
 class TotalFile(Protocol):
