@@ -1,19 +1,17 @@
-"""Wire the accumulator: state (SQLite + audit + total.json), Kafka source, DLQ, HTTP, metrics, tracing.
+"""Wire the accumulator: state (SQLite + audit + total.json), Kafka source, DLQ, metrics, tracing.
 
-`open_state` refuses a state it cannot trust (StateCorrupt, naming the file and the recovery
-command). `Accumulator.start` serves HTTP at once (readiness 503 until the consumer thread has
-assigned the partitions) and runs the consumer loop in its own thread.
+`build` returns the service objects (the ledger consumer, its status, the store, the metrics) for
+an entrypoint to serve; `open_state` refuses a state it cannot trust (StateCorrupt, naming the
+file and the recovery command). `rebuild_state` wires and runs the recovery command's rebuild.
 """
 
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 import os
-import threading
-from dataclasses import dataclass, field
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import IO
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
@@ -25,9 +23,7 @@ from sumflow.adapters.ledger_store import LedgerStore, StateCorrupt, StoredState
 from sumflow.adapters.state_dir import audit_dir, lock_state_dir, move_state_db_aside
 from sumflow.adapters.topic_reader import KafkaTopicReader
 from sumflow.adapters.total_file import total_file_path, write_total_file
-from sumflow.config import AccumulatorConfig, split_listen
-from sumflow.entrypoints.accumulator_app import create_app, instrument
-from sumflow.entrypoints.http_server import create_http_server
+from sumflow.config import AccumulatorConfig
 from sumflow.observability.accumulator_telemetry import AccumulatorTelemetry
 from sumflow.observability.metrics import AccumulatorMetrics, new_registry
 from sumflow.service_layer.accumulator_status import AccumulatorStatus
@@ -36,8 +32,6 @@ from sumflow.service_layer.rebuild import RebuildProgress, RebuildReport, StateR
 
 log = logging.getLogger(__name__)
 
-GC_YOUNG_THRESHOLD = 10_000
-STOP_TIMEOUT_SECONDS = 20.0  # below the unit's TimeoutStopSec (30 s): SIGTERM always ends the process
 RECOVERY_HINT = (
     "run `sumflow-accumulator rebuild` with the same environment to rebuild it from the audit log and the Kafka topic"
 )
@@ -83,52 +77,16 @@ def open_state(config: AccumulatorConfig) -> tuple[LedgerStore, AuditLog, Stored
 
 
 @dataclass
-class Accumulator:
+class AccumulatorService:
+    """The accumulator's service objects, state loaded, nothing running yet."""
+
     config: AccumulatorConfig
     registry: CollectorRegistry
     metrics: AccumulatorMetrics
     status: AccumulatorStatus
     consumer: LedgerConsumer
-    http: Any  # waitress server
-    lock: IO[bytes]
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    @property
-    def http_port(self) -> int:
-        return int(self.http.effective_port)
-
-    def start(self) -> None:
-        http_thread = threading.Thread(target=self.http.run, name="http", daemon=True)
-        consumer_thread = threading.Thread(
-            target=self.consumer.run, args=(self.stop_event,), name="consumer", daemon=True
-        )
-        self._threads = [http_thread, consumer_thread]
-        http_thread.start()
-        consumer_thread.start()
-        log.info(
-            "accumulator started",
-            extra={"http_listen": f"{self.http.effective_host}:{self.http_port}", "http_port": self.http_port},
-        )
-
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        """Stop polling, let the batch in progress commit, close Kafka and the state; stop HTTP.
-
-        Bounded: a consumer thread that does not finish within `timeout` (stuck in a library) is a
-        daemon thread and is abandoned; what it had not committed is consumed again after a restart.
-        """
-        self.stop_event.set()
-        if len(self._threads) == 2:
-            self._threads[1].join(timeout)
-            if self._threads[1].is_alive():
-                log.error("consumer thread did not stop in time; exiting without it", extra={"timeout": timeout})
-        self.http.close()
-        if self._threads:
-            self._threads[0].join(5)
-        self.lock.close()
-
-    def consumer_alive(self) -> bool:
-        return len(self._threads) == 2 and self._threads[1].is_alive()
+    store: LedgerStore
+    lock: IO[bytes]  # the state directory's lock: held until closed
 
 
 def build(
@@ -136,7 +94,7 @@ def build(
     *,
     registry: CollectorRegistry | None = None,
     tracer: trace.Tracer | None = None,
-) -> Accumulator:
+) -> AccumulatorService:
     lock = lock_state_dir(config.state_dir)
     try:
         store, audit, stored = open_state(config)
@@ -171,11 +129,6 @@ def build(
     status.state_loaded = True
     metrics.total.set(stored.ledger.total)
     metrics.applied.set(stored.ledger.applied)
-    app = create_app(status, store.recent, registry)
-    host, port = split_listen(config.http_listen)
-    http = create_http_server(
-        instrument(app, metrics), host, port, threads=config.http_threads, ident="sumflow-accumulator"
-    )
     log.info(
         "state loaded",
         extra={
@@ -185,12 +138,7 @@ def build(
             "pid": os.getpid(),
         },
     )
-    # Catch-up allocates a few objects per event: a higher young-generation threshold makes the
-    # cyclic collector run far less often (measured: ~10% of catch-up CPU), and the objects of the
-    # start-up are frozen out of the full collections.
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
-    gc.freeze()
-    return Accumulator(config, registry, metrics, status, consumer, http, lock)
+    return AccumulatorService(config, registry, metrics, status, consumer, store, lock)
 
 
 def rebuild_state(

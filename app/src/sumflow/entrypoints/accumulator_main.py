@@ -60,7 +60,7 @@ def _serve() -> int:
         return 2
     from sumflow.adapters.ledger_store import StateCorrupt
     from sumflow.adapters.state_dir import StateDirLocked
-    from sumflow.bootstrap_accumulator import build
+    from sumflow.entrypoints.accumulator_server import build
     from sumflow.observability import sdnotify
     from sumflow.observability.logging import setup_logging
     from sumflow.observability.tracing import setup_tracing, shutdown_tracing
