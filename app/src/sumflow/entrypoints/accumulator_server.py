@@ -21,6 +21,7 @@ from sumflow.bootstrap_accumulator import build as build_service
 from sumflow.config import AccumulatorConfig, split_listen
 from sumflow.entrypoints.accumulator_app import create_app, instrument
 from sumflow.entrypoints.http_server import create_http_server
+from sumflow.observability.metrics import AccumulatorMetrics
 from sumflow.service_layer.accumulator_status import AccumulatorStatus
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ class Accumulator:
     @property
     def status(self) -> AccumulatorStatus:
         return self.service.status
+
+    @property
+    def metrics(self) -> AccumulatorMetrics:
+        return self.service.metrics
 
     @property
     def http_port(self) -> int:
