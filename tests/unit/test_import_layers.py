@@ -1,105 +1,173 @@
-"""The package's imports follow its layers and form no cycle (read from the source, lazy imports too).
+"""The package's import graph: no cycles, and no import that runs back up a layer.
 
-Direction: entrypoints -> bootstrap_* -> service_layer -> adapters -> domain. observability/ may be
-imported by all of those except the domain, and imports none of them; the domain imports only itself.
+Layers, top to bottom (a module imports only from its own layer or the ones below):
+    entrypoints  ->  bootstrap_*  ->  service_layer  ->  adapters  ->  domain
+observability (logging, metrics, tracing, telemetry glue) may be imported by every layer but the
+domain, and imports none of them (the domain's types are fine: they are what it reports on).
+config (the SUMFLOW_* environment) is read by the bootstrap and the entrypoints only.
+The same rules are an import-linter contract in app/pyproject.toml ([tool.importlinter]).
+
+The graph is built from the source with `ast` (every import statement, also those inside functions:
+a lazy import is still a dependency).
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
-import sumflow
+import pytest
 
-PACKAGE = Path(sumflow.__file__).parent
-RANK = {"domain": 0, "adapters": 1, "service_layer": 2, "bootstrap": 3, "entrypoints": 4}
+PACKAGE = "sumflow"
+SOURCE = Path(__file__).resolve().parents[2] / "app" / "src" / PACKAGE
 
-# Imports that run back up a layer today, on the accumulator side (its refactor removes them).
-KNOWN_UPWARD = {
-    ("sumflow.bootstrap_accumulator", "sumflow.entrypoints.accumulator_app"),
-    ("sumflow.bootstrap_accumulator", "sumflow.entrypoints.http_server"),
-}
+LAYERS = {"entrypoints": 4, "bootstrap": 3, "service_layer": 2, "adapters": 1, "domain": 0}
+CONFIG_READERS = {"entrypoints", "bootstrap"}
+OBSERVABILITY_MAY_IMPORT = {"domain", "observability", "package"}
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SOURCE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
-def _imports() -> dict[str, set[str]]:
-    """Every sumflow module and the sumflow modules it imports (`from a import b` counts a.b if b is a module)."""
-    modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                targets.update(alias.name for alias in node.names if alias.name.startswith("sumflow."))
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("sumflow."):
-                module = node.module or ""
-                submodules = {f"{module}.{alias.name}" for alias in node.names} & modules.keys()
-                targets.update(submodules or {module})
-        graph[name] = targets & modules.keys()
-    return graph
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(SOURCE.rglob("*.py"))}
 
 
-def _layer(module: str) -> str | None:
-    part = module.split(".")[1] if "." in module else ""
-    if part.startswith("bootstrap_"):
-        return "bootstrap"
-    return part if part in RANK or part == "observability" else None
+def imported(name: str, path: Path, known: set[str]) -> Iterator[str]:
+    """The package's modules that `name` imports (a `from x import y` names the submodule y if there is one)."""
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            targets = [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]  # an attribute of a module, or a module outside
+            if target and target != name and (target.startswith(f"{PACKAGE}.") or target == PACKAGE):
+                yield target
 
 
-def _runs_up(layer: str, target_layer: str) -> bool:
-    if layer == "observability":
-        return True  # observability imports none of the layers
-    if target_layer == "observability":
-        return layer == "domain"
-    return RANK[target_layer] > RANK[layer]
+def import_graph() -> dict[str, set[str]]:
+    found = modules()
+    known = set(found)
+    return {name: set(imported(name, path, known)) for name, path in found.items()}
 
 
-def test_no_import_runs_back_up_a_layer() -> None:
-    wrong = {
-        (module, target)
-        for module, targets in _imports().items()
+def area(module: str) -> str:
+    """The layer (or other part) a module belongs to."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "package"
+    top = parts[1]
+    return "bootstrap" if top.startswith("bootstrap_") else top
+
+
+def violation(source: str, target: str) -> str | None:
+    """Why the import source -> target breaks a rule, or None."""
+    src, dst = area(source), area(target)
+    if src == dst:
+        return None
+    if src in LAYERS and dst in LAYERS and LAYERS[dst] > LAYERS[src]:
+        return f"{src} imports {dst}, a layer above it"
+    if dst == "config" and src not in CONFIG_READERS:
+        return f"{src} reads config (only the bootstrap and the entrypoints do)"
+    if src == "observability" and dst not in OBSERVABILITY_MAY_IMPORT:
+        return f"observability imports {dst}"
+    if src == "domain" and dst != "domain":
+        return f"the domain imports {dst} (it is pure)"
+    return None
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_graph_sees_the_package():
+    graph = import_graph()
+    assert len(graph) > 30
+    assert "sumflow.service_layer.ledger_consumer" in graph["sumflow.bootstrap_accumulator"]
+    assert "sumflow.entrypoints.accumulator_server" in graph["sumflow.entrypoints.accumulator_main"]  # a lazy import
+    assert {"sumflow.adapters.audit_log", "sumflow.domain.events"} <= graph["sumflow.service_layer.ports"]
+    assert "sumflow.domain.events" in graph["sumflow.domain.ledger"]
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph()) == []
+
+
+def test_no_import_runs_up_a_layer():
+    broken = sorted(
+        f"{source} -> {target}: {why}"
+        for source, targets in import_graph().items()
         for target in targets
-        if (layer := _layer(module)) is not None
-        and (target_layer := _layer(target)) is not None
-        and target_layer != layer
-        and _runs_up(layer, target_layer)
-    }
-    assert wrong - KNOWN_UPWARD == set()
+        if (why := violation(source, target)) is not None
+    )
+    assert broken == []
 
 
-def test_the_domain_imports_only_the_domain() -> None:
-    outside = {
-        (module, target)
-        for module, targets in _imports().items()
-        if _layer(module) == "domain"
-        for target in targets
-        if _layer(target) != "domain"
-    }
-    assert outside == set()
+@pytest.mark.parametrize(
+    ("source", "target", "broken"),
+    [
+        ("sumflow.bootstrap_accumulator", "sumflow.entrypoints.http_server", True),
+        ("sumflow.service_layer.rebuild", "sumflow.bootstrap_accumulator", True),
+        ("sumflow.adapters.audit_log", "sumflow.service_layer.ports", True),
+        ("sumflow.domain.ledger", "sumflow.adapters.audit_log", True),
+        ("sumflow.domain.events", "sumflow.observability.metrics", True),
+        ("sumflow.observability.metrics", "sumflow.adapters.ledger_store", True),
+        ("sumflow.service_layer.rebuild", "sumflow.config", True),
+        ("sumflow.entrypoints.accumulator_main", "sumflow.bootstrap_accumulator", False),
+        ("sumflow.service_layer.ledger_consumer", "sumflow.observability.accumulator_telemetry", False),
+        ("sumflow.observability.accumulator_telemetry", "sumflow.domain.ledger", False),
+        ("sumflow.bootstrap_accumulator", "sumflow.config", False),
+    ],
+)
+def test_the_rules(source, target, broken):
+    assert (violation(source, target) is not None) == broken
 
 
-def test_no_import_cycle() -> None:
-    graph = _imports()
-    cycles: list[list[str]] = []
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(module: str) -> None:
-        state[module] = 1
-        path.append(module)
-        for target in sorted(graph[module]):
-            if state.get(target) == 1:
-                cycles.append([*path[path.index(target) :], target])
-            elif target not in state:
-                visit(target)
-        path.pop()
-        state[module] = 2
-
-    for module in sorted(graph):
-        if module not in state:
-            visit(module)
-    assert cycles == []
+def test_a_cycle_is_found():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
