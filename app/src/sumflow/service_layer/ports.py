@@ -69,6 +69,12 @@ class LedgerStore(Protocol):
     def close(self) -> None: ...
 
 
+class FreshLedgerStore(LedgerStore, Protocol):
+    """A store the rebuild creates at the state.db path once the old file is moved aside."""
+
+    def open(self, *, create: bool) -> object: ...
+
+
 class AuditTrail(Protocol):
     """The append-only audit of applied events, cut back to the committed position after a failure."""
 

@@ -21,10 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sumflow.adapters.audit_log import AuditPosition
 from sumflow.domain.events import InvalidEvent, SummationEvent, decode_event
 from sumflow.domain.ledger import LedgerState
-from sumflow.service_layer.ports import AuditArchive, TopicReader, TotalFile
+from sumflow.service_layer.ports import AuditArchive, FreshLedgerStore, TopicReader, TotalFile
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +48,6 @@ class NoProgress:
 
     def advance(self, records: int) -> None:
         pass
-
-
-class FreshLedgerStore(Protocol):
-    def open(self, *, create: bool) -> object: ...
-    def commit_batch(
-        self, state: LedgerState, applied: list[SummationEvent], audit: AuditPosition, now: float
-    ) -> None: ...
-    def checkpoint(self) -> None: ...
-    def close(self) -> None: ...
 
 
 @dataclass
