@@ -26,6 +26,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
+from sumflow.adapters.accumulator_ports import DlqPublishError
 from sumflow.adapters.kafka_records import writable_headers
 from sumflow.domain.ledger import Rejected
 
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_COPY_BYTES = 1_000_000  # below the producer's and broker's default limits (1 MiB)
 TRUNCATED_VALUE_BYTES = 1024
 REQUEST_OVERHEAD_BYTES = 64 * 1024  # room above one record for the produce request around it
-
-
-class DlqPublishError(RuntimeError):
-    """Kafka did not acknowledge a DLQ record in time; the batch must not be committed."""
 
 
 def _position_headers(item: Rejected, source_topic: str) -> list[tuple[str, bytes]]:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sumflow.adapters.dlq_publisher import DlqPublishError
+from sumflow.adapters.accumulator_ports import DlqPublishError
 from sumflow.domain.ledger import LedgerState
 
 

@@ -21,13 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from sumflow.adapters.accumulator_ports import AuditTrail, DeadLetters, EventSource, LedgerStore, TotalFile
 from sumflow.adapters.audit_log import AuditPosition
 from sumflow.domain.ledger import BatchOutcome, DecodedBatch, LedgerState, apply_decoded
 from sumflow.observability import sdnotify
 from sumflow.observability.accumulator_telemetry import AccumulatorTelemetry
 from sumflow.service_layer.accumulator_status import AccumulatorStatus, failure_reason, make_snapshot
 from sumflow.service_layer.batch_committer import BatchCommitter, CommitFailed
-from sumflow.service_layer.ports import AuditTrail, DeadLetters, EventSource, LedgerStore, TotalFile
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sumflow.adapters.accumulator_ports import AuditArchive, FreshLedgerStore, TopicReader, TotalFile
 from sumflow.domain.events import InvalidEvent, SummationEvent, decode_event
 from sumflow.domain.ledger import LedgerState
-from sumflow.service_layer.ports import AuditArchive, FreshLedgerStore, TopicReader, TotalFile
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
-"""What the accumulator's use cases need from the outside world (Kafka, SQLite, files), as Protocols.
+"""What the accumulator's use cases need from their adapters: Protocols and the errors they raise.
 
-The adapters in sumflow.adapters implement them; bootstrap_accumulator passes the adapters in; the
-unit tests pass in-memory ones.
+`service_layer/ledger_consumer.py` and `service_layer/rebuild.py` depend on these, not on the
+concrete adapters (`event_source`, `topic_reader`, `dlq_publisher`, `ledger_store`, `audit_log`,
+`total_file`), which bootstrap_accumulator passes in; the unit tests pass in-memory ones. Plain
+typing and exceptions: importing this module loads no Kafka client.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from typing import Protocol
 from sumflow.adapters.audit_log import AuditPosition
 from sumflow.domain.events import SummationEvent
 from sumflow.domain.ledger import ConsumedRecord, LedgerState, Rejected
+
+
+class DlqPublishError(RuntimeError):
+    """Kafka did not acknowledge a DLQ record in time; the batch must not be committed."""
 
 
 class EventSource(Protocol):
