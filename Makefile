@@ -63,6 +63,7 @@ proto: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check app tests scripts observability
+	$(VENV)/bin/lint-imports --config app/pyproject.toml
 
 # The proto contract (buf.yaml): `buf lint`, and `buf breaking` against the newest released descriptor
 # in proto/releases/. buf is pinned in tools/buf/package-lock.json (integrity hashes) and installed
