@@ -196,6 +196,7 @@ def test_state_of_the_previous_release_schema_v1_is_migrated_and_continues(setup
     import sqlite3
 
     from sumflow.adapters.audit_log import AuditLog
+    from sumflow.adapters.ledger_store import recent_rows
     from sumflow.adapters.total_file import write_total_file
     from sumflow.domain.events import SummationEvent
     from sumflow.domain.ledger import LedgerState
@@ -217,20 +218,7 @@ def test_state_of_the_previous_release_schema_v1_is_migrated_and_continues(setup
         position = audit.append_events(applied, now)
         audit.close()
         total = sum(i + 3 for i in range(40))
-        rows = [
-            (
-                seq,
-                ev.request_id,
-                ev.first_number,
-                ev.second_number,
-                ev.result,
-                ev.partition,
-                ev.offset,
-                now,
-                ev.produced_at_ms,
-            )
-            for seq, ev in enumerate(applied, 1)
-        ]
+        rows = recent_rows(applied, 1, now)  # version 1 stored the same recent_events row layout
         write_v1_state(state_dir / "state.db", [(total, 40, {0: 40}, (position.segment, position.size), now, rows)])
         write_total_file(state_dir, LedgerState(total, 40, {0: 40}), now)
 
