@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import IO
 
 from opentelemetry import trace
@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from sumflow.adapters.audit_log import AuditInconsistent, AuditLog
 from sumflow.adapters.dlq_publisher import KafkaDlqPublisher
 from sumflow.adapters.event_source import KafkaEventSource
+from sumflow.adapters.kafka_security import kafka_client_security
 from sumflow.adapters.ledger_store import LedgerStore, StateCorrupt, StoredState, state_db_path
 from sumflow.adapters.state_dir import audit_dir, lock_state_dir, move_state_db_aside
 from sumflow.adapters.topic_reader import KafkaTopicReader
@@ -105,6 +106,7 @@ def build(
     metrics = AccumulatorMetrics(registry)
     status = AccumulatorStatus(stall_seconds=config.stall_seconds)
     common = config.common
+    security = kafka_client_security(**asdict(common.kafka_security))
 
     def source_factory() -> KafkaEventSource:
         return KafkaEventSource(
@@ -113,13 +115,14 @@ def build(
             config.consumer_group,
             max_poll_records=config.max_poll_records,
             client_id=f"sumflow-accumulator-{common.service_instance}",
+            client_security=security,
         )
 
     consumer = LedgerConsumer(
         store=store,
         audit=audit,
         source_factory=source_factory,
-        dlq=KafkaDlqPublisher(common.kafka_bootstrap, config.dlq_topic, common.topic),
+        dlq=KafkaDlqPublisher(common.kafka_bootstrap, config.dlq_topic, common.topic, client_security=security),
         status=status,
         telemetry=AccumulatorTelemetry(metrics, tracer),
         write_total=functools.partial(write_total_file, config.state_dir),
@@ -157,7 +160,14 @@ def rebuild_state(
         common = config.common
         parts = StateRebuild(
             audit=audit,
-            topic=functools.partial(KafkaTopicReader, common.kafka_bootstrap, common.topic) if use_kafka else None,
+            topic=functools.partial(
+                KafkaTopicReader,
+                common.kafka_bootstrap,
+                common.topic,
+                client_security=kafka_client_security(**asdict(common.kafka_security)),
+            )
+            if use_kafka
+            else None,
             new_store=functools.partial(new_store, config),
             move_aside=functools.partial(move_state_db_aside, state_dir),
             write_total=functools.partial(write_total_file, state_dir),

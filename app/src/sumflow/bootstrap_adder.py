@@ -8,7 +8,7 @@ metrics endpoint in front of these objects. `AdderServices.close()` flushes and 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from sumflow.adapters.dedupe_store import DedupeStore
 from sumflow.adapters.event_publisher import EventPublisher, ProducerSettings
+from sumflow.adapters.kafka_security import kafka_client_security
 from sumflow.config import AdderConfig
 from sumflow.observability.metrics import AdderMetrics, new_registry
 from sumflow.observability.tracing import setup_tracing, shutdown_tracing
@@ -76,6 +77,7 @@ def build_adder_services(
                 linger_ms=cfg.producer_linger_ms,
                 max_in_flight=cfg.producer_max_in_flight,
                 client_id=f"sumflow-adder-{cfg.common.service_instance}-{os.getpid()}",
+                client_security=kafka_client_security(**asdict(cfg.common.kafka_security)),
             ),
             attempts=bootstrap_attempts,
         )

@@ -12,10 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How the Kafka clients connect; the password stays in its file until a client is built."""
+
+    protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL or SASL_SSL
+    ca_file: Path | None = None  # PEM CA bundle verifying the brokers; None: the system roots
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +38,16 @@ class CommonConfig:
     log_level: str
     otlp_endpoint: str | None  # OTLP/gRPC endpoint for traces; None disables tracing
     service_instance: str
+    kafka_security: KafkaSecurity = KafkaSecurity()
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcTls:
+    """The adder's gRPC server credentials; client_ca set: client certificates are required (mTLS)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +66,7 @@ class AdderConfig:
     producer_max_in_flight: int
     pending_timeout_seconds: float  # a pending de-dupe record older than this may be taken over
     access_log: str = "failures"  # SUMFLOW_ACCESS_LOG: "all" calls, or "failures" (not OK) and traced calls
+    grpc_tls: GrpcTls | None = None  # None: an insecure port (plaintext gRPC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +139,16 @@ class _Env:
     def path(self, name: str, default: str, doc: str, shown: str | None = None) -> Path:
         return Path(self.str(name, default, doc)).expanduser()
 
+    def file(self, name: str, doc: str) -> Path | None:
+        """An optional path to a file that must exist and be readable now (unset: None)."""
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return None
+        path = Path(raw).expanduser()
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise ConfigError(f"{name}={raw!r}: not a readable file")
+        return path
+
 
 @dataclass(frozen=True, slots=True)
 class Setting:
@@ -164,6 +198,10 @@ class _Recorder(_Env):
         self._note(name, f"`{default}`" if shown is None else shown, "directory path", doc)
         return Path(default)
 
+    def file(self, name: str, doc: str) -> Path | None:
+        self._note(name, "unset", "readable file path", doc)
+        return None
+
 
 def split_listen(value: str) -> tuple[str, int]:
     """'0.0.0.0:8080' -> ('0.0.0.0', 8080); '[::]:8080' -> ('::', 8080)."""
@@ -201,7 +239,62 @@ def _common(env: _Env) -> CommonConfig:
             "`service.instance.id` of traces and the Kafka client id",
             shown="the host name",
         ),
+        kafka_security=_kafka_security(env),
     )
+
+
+def _kafka_security(env: _Env) -> KafkaSecurity:
+    protocol = env.choice(
+        "SUMFLOW_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        KAFKA_SECURITY_PROTOCOLS,
+        "how the Kafka clients connect: `SSL` verifies the brokers' certificates, `SASL_SSL` also logs in",
+    )
+    ca_file = env.file(
+        "SUMFLOW_KAFKA_SSL_CAFILE", "PEM CA bundle the brokers' certificates are checked against; unset: system roots"
+    )
+    mechanism = env.choice(
+        "SUMFLOW_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", KAFKA_SASL_MECHANISMS, "SASL mechanism (with `SASL_SSL`)"
+    )
+    username = env.optional("SUMFLOW_KAFKA_SASL_USERNAME", "SASL user name (with `SASL_SSL`)")
+    password_file = env.file(
+        "SUMFLOW_KAFKA_SASL_PASSWORD_FILE",
+        "file holding the SASL password (first line; with `SASL_SSL`); the password is never read from the "
+        "environment or logged",
+    )
+    if password_file is not None and not _first_line(password_file):
+        raise ConfigError(f"SUMFLOW_KAFKA_SASL_PASSWORD_FILE: {password_file} is empty")
+    if protocol == "SASL_SSL" and (username is None or password_file is None):
+        raise ConfigError(
+            "SUMFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs SUMFLOW_KAFKA_SASL_USERNAME and "
+            "SUMFLOW_KAFKA_SASL_PASSWORD_FILE"
+        )
+    if protocol == "PLAINTEXT" and (ca_file or username or password_file):
+        raise ConfigError(
+            "SUMFLOW_KAFKA_SSL_CAFILE and SUMFLOW_KAFKA_SASL_* need SUMFLOW_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL"
+        )
+    return KafkaSecurity(protocol, ca_file, mechanism, username, password_file)
+
+
+def _first_line(path: Path) -> str:
+    with path.open(encoding="utf-8") as handle:
+        return handle.readline().rstrip("\r\n")
+
+
+def _grpc_tls(env: _Env) -> GrpcTls | None:
+    cert = env.file("SUMFLOW_GRPC_TLS_CERT", "PEM certificate (chain) of the gRPC server; set: gRPC over TLS only")
+    key = env.file("SUMFLOW_GRPC_TLS_KEY", "PEM private key of `SUMFLOW_GRPC_TLS_CERT`")
+    client_ca = env.file(
+        "SUMFLOW_GRPC_TLS_CLIENT_CA",
+        "PEM CA bundle; set: every gRPC client must present a certificate it signed (mutual TLS)",
+    )
+    if (cert is None) != (key is None):
+        raise ConfigError("SUMFLOW_GRPC_TLS_CERT and SUMFLOW_GRPC_TLS_KEY go together")
+    if cert is None or key is None:
+        if client_ca is not None:
+            raise ConfigError("SUMFLOW_GRPC_TLS_CLIENT_CA needs SUMFLOW_GRPC_TLS_CERT and SUMFLOW_GRPC_TLS_KEY")
+        return None
+    return GrpcTls(cert, key, client_ca)
 
 
 def _check_topic(name: str, topic: str) -> None:
@@ -280,6 +373,7 @@ def _adder(env: _Env) -> AdderConfig:
             "`failures`: a JSON line per call answered with a status other than OK and per traced call; "
             "`all`: every call",
         ),
+        grpc_tls=_grpc_tls(env),
     )
 
 

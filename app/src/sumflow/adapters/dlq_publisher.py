@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -89,12 +90,14 @@ class KafkaDlqPublisher:
         *,
         timeout_seconds: float = 30.0,
         max_copy_bytes: int = DEFAULT_MAX_COPY_BYTES,
+        client_security: Mapping[str, Any] | None = None,
     ) -> None:
         self.topic = topic
         self.source_topic = source_topic
         self.timeout_seconds = timeout_seconds
         self.max_copy_bytes = max_copy_bytes
         self._bootstrap = list(bootstrap)
+        self._security = dict(client_security or {})
         self._producer: KafkaProducer | None = None  # created on first use: most runs never need it
 
     def _get(self) -> KafkaProducer:
@@ -108,6 +111,7 @@ class KafkaDlqPublisher:
                 delivery_timeout_ms=int(self.timeout_seconds * 1000),
                 max_request_size=self.max_copy_bytes + REQUEST_OVERHEAD_BYTES,
                 max_block_ms=int(self.timeout_seconds * 1000),
+                **self._security,
             )
         return self._producer
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka import errors as kafka_errors
@@ -37,6 +38,7 @@ class ProducerSettings:
     linger_ms: int
     max_in_flight: int = 5  # produce requests in flight per connection (idempotence keeps order up to 5)
     client_id: str = "sumflow-adder"
+    client_security: Mapping[str, Any] = field(default_factory=dict)  # adapters.kafka_security kwargs
 
 
 class Delivery:
@@ -142,6 +144,7 @@ class EventPublisher:
                 reconnect_backoff_max_ms=1000,
                 bootstrap_timeout_ms=int(attempt_timeout_seconds * 1000),
                 metrics_enabled=False,
+                **settings.client_security,
             )
 
         for attempt in range(1, attempts + 1):

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -49,6 +50,7 @@ class KafkaEventSource:
         max_poll_records: int,
         partition_check_seconds: float = 5.0,
         client_id: str = "sumflow-accumulator",
+        client_security: Mapping[str, Any] | None = None,
     ) -> None:
         self.topic = topic
         self.max_poll_records = max_poll_records
@@ -56,10 +58,13 @@ class KafkaEventSource:
         install_lenient_header_keys()
         self._bootstrap = bootstrap
         self._client_id = client_id
+        self._security = dict(client_security or {})
         self._consumer = self._new_consumer()
         self._assigned: dict[int, TopicPartition] = {}
         self._last_check = 0.0
-        self._committer = GroupOffsetCommitter(bootstrap, topic, group_id, client_id=f"{client_id}-group")
+        self._committer = GroupOffsetCommitter(
+            bootstrap, topic, group_id, client_id=f"{client_id}-group", client_security=self._security
+        )
 
     def _new_consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
@@ -75,6 +80,7 @@ class KafkaEventSource:
             metadata_max_age_ms=int(self.partition_check_seconds * 1000),
             request_timeout_ms=30000,
             reconnect_backoff_max_ms=2000,
+            **self._security,
         )
 
     @property
@@ -183,8 +189,17 @@ class GroupOffsetCommitter:
     blocks this thread only; submissions in the meantime collapse into the newest one.
     """
 
-    def __init__(self, bootstrap: tuple[str, ...], topic: str, group_id: str, *, client_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap: tuple[str, ...],
+        topic: str,
+        group_id: str,
+        *,
+        client_id: str,
+        client_security: Mapping[str, Any] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.client_security = dict(client_security or {})
         self.topic = topic
         self.group_id = group_id
         self.client_id = client_id
@@ -233,6 +248,7 @@ class GroupOffsetCommitter:
                             enable_auto_commit=False,
                             request_timeout_ms=30000,
                             reconnect_backoff_max_ms=2000,
+                            **self.client_security,
                         )
                     consumer.commit(
                         {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()},

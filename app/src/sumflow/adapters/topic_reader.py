@@ -6,6 +6,9 @@ No consumer group, `read_committed` and lenient header keys: the same records th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from kafka import KafkaConsumer, TopicPartition
 
 from sumflow.adapters.kafka_records import install_lenient_header_keys
@@ -21,6 +24,7 @@ class KafkaTopicReader:
         client_id: str = "sumflow-accumulator-rebuild",
         max_poll_records: int = 10000,
         poll_timeout_ms: int = 500,
+        client_security: Mapping[str, Any] | None = None,  # adapters.kafka_security kwargs
     ) -> None:
         install_lenient_header_keys()
         self.topic = topic
@@ -33,6 +37,7 @@ class KafkaTopicReader:
             isolation_level="read_committed",
             client_id=client_id,
             max_poll_records=max_poll_records,
+            **dict(client_security or {}),
         )
         self._ends: dict[int, int] = {}
         self._remaining: list[TopicPartition] = []
