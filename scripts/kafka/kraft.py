@@ -131,6 +131,7 @@ class KraftNode:
     jvm_opts: str = DEFAULT_JVM_OPTS
     host: str = "127.0.0.1"
     extra_properties: dict[str, str] = field(default_factory=dict)
+    format_args: list[str] = field(default_factory=list)  # e.g. --add-scram (SCRAM users at format time)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -214,7 +215,9 @@ class KraftNode:
     def format(self, cluster_id: str) -> None:
         # `--cluster-id=ID`: a random id may start with "-", which the tool would read as an option
         config = str(self.config_path)
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", config)
+        cmd = self._java_cmd(
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", config, *self.format_args
+        )
         result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise KafkaHarnessError(f"formatting {self.data_dir} failed:\n{result.stdout}\n{result.stderr}")
@@ -271,7 +274,11 @@ class KraftCluster:
         controller_ports: Sequence[int] | None = None,
         jvm_opts: str = DEFAULT_JVM_OPTS,
         extra_properties: dict[str, str] | None = None,
+        format_args: Sequence[str] = (),
+        client_config: dict[str, object] | None = None,
     ) -> None:
+        """`extra_properties` override server.properties lines; `format_args` go to the storage format;
+        `client_config` (kafka-python keyword arguments) is how the harness's own clients connect."""
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
         self.data_dir = Path(data_dir)
@@ -289,9 +296,11 @@ class KraftCluster:
                 voters=voters,
                 jvm_opts=jvm_opts,
                 extra_properties=dict(extra_properties or {}),
+                format_args=list(format_args),
             )
             for i in range(nodes)
         ]
+        self.client_config = dict(client_config or {})
 
     @property
     def bootstrap(self) -> str:
@@ -332,7 +341,9 @@ class KraftCluster:
             node.kill()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
-        wait_ready(self.bootstrap, timeout, self.nodes, replication=min(len(self.nodes), 3))
+        wait_ready(
+            self.bootstrap, timeout, self.nodes, replication=min(len(self.nodes), 3), client_config=self.client_config
+        )
 
 
 def create_topics(
@@ -342,6 +353,7 @@ def create_topics(
     replication: int = 1,
     timeout: float = 60.0,
     configs: dict[str, str] | None = None,
+    client_config: dict[str, object] | None = None,
 ) -> None:
     """Create topics (idempotent) and wait until each has a leader for every partition."""
     from kafka import KafkaAdminClient
@@ -349,7 +361,9 @@ def create_topics(
     from kafka.errors import TopicAlreadyExistsError
 
     names = list(topics)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **dict(client_config or {})
+    )
     try:
         for name in names:
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -386,8 +400,15 @@ def _accepts_connections(bootstrap: str) -> bool:
     return True
 
 
-def wait_ready(bootstrap: str, timeout: float, nodes: Sequence[KraftNode] = (), replication: int = 1) -> None:
+def wait_ready(
+    bootstrap: str,
+    timeout: float,
+    nodes: Sequence[KraftNode] = (),
+    replication: int = 1,
+    client_config: dict[str, object] | None = None,
+) -> None:
     """Block until a producer gets an acks=all acknowledgement on a probe topic."""
+    client_config = dict(client_config or {})
     from kafka import KafkaProducer
 
     deadline = time.monotonic() + timeout
@@ -401,9 +422,9 @@ def wait_ready(bootstrap: str, timeout: float, nodes: Sequence[KraftNode] = (), 
             continue
         producer = None
         try:
-            create_topics(bootstrap, [PROBE_TOPIC], 1, replication, timeout=10.0)
+            create_topics(bootstrap, [PROBE_TOPIC], 1, replication, timeout=10.0, client_config=client_config)
             producer = KafkaProducer(
-                bootstrap_servers=bootstrap, acks="all", request_timeout_ms=5000, max_block_ms=5000
+                bootstrap_servers=bootstrap, acks="all", request_timeout_ms=5000, max_block_ms=5000, **client_config
             )
             producer.send(PROBE_TOPIC, b"probe").get(timeout=10)
             return

@@ -1,0 +1,157 @@
+"""Both services on a broker that wants TLS, a SCRAM-SHA-512 login and an ACL for every action.
+
+The adder and the accumulator run as real processes, each as its own Kafka user with the least
+privilege (tests/support/secure_broker.sumflow_acls), their passwords in 0600 files. The negative
+checks are the ones a deployment must pass: no plaintext client, no write without an ACL, no read
+for the adder.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
+
+from tests.support.broker import unique_topic
+from tests.support.pki import TestPki
+from tests.support.secure_broker import SecureKafkaBroker, sumflow_acls
+from tests.support.services import AccumulatorProcess, AdderProcess, ServiceError
+
+pytestmark = pytest.mark.timeout(600)
+
+USERS = ("adder", "accumulator", "nobody")
+CALLS = 300
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return TestPki.create(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[SecureKafkaBroker]:
+    with SecureKafkaBroker(tmp_path_factory.mktemp("kafka"), pki, users=USERS) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def topics(broker: SecureKafkaBroker) -> tuple[str, str, str]:
+    topic = broker.create_topic(unique_topic("sum"))
+    dlq = broker.create_topic(f"{topic}.dlq")
+    group = f"g-{topic}"
+    broker.grant(sumflow_acls("adder", "accumulator", topic, dlq, group))
+    return topic, dlq, group
+
+
+def test_services_count_a_stream_exactly_as_least_privileged_users(
+    broker: SecureKafkaBroker, topics: tuple[str, str, str], tmp_path: Path
+) -> None:
+    topic, dlq, group = topics
+    accumulator = AccumulatorProcess.for_broker(
+        broker.bootstrap,
+        topic,
+        tmp_path / "accumulator",
+        dlq_topic=dlq,
+        SUMFLOW_CONSUMER_GROUP=group,
+        **broker.service_env("accumulator"),
+    )
+    adder = AdderProcess.for_broker(broker.bootstrap, topic, tmp_path / "adder", **broker.service_env("adder"))
+    try:
+        accumulator.start(timeout=120)
+        adder.start(timeout=120)
+        expected = 0
+        for i in range(CALLS):
+            reply = adder.add(str(uuid.uuid4()), i, 2 * i)
+            assert reply.result == 3 * i
+            expected += 3 * i
+        assert accumulator.wait_applied(CALLS, timeout=120) == {"total": expected, "applied": CALLS}
+    finally:
+        adder.close_client()
+        for service in (adder, accumulator):
+            try:
+                service.stop()
+            except ServiceError:
+                service.kill()
+    for service, user in ((adder, "adder"), (accumulator, "accumulator")):
+        output = "\n".join(service.output_lines())
+        assert broker.passwords[user] not in output
+        assert "Authorization failed" not in output and "SaslAuthenticationFailed" not in output
+
+
+def test_a_plaintext_client_is_refused(broker: SecureKafkaBroker, topics: tuple[str, str, str]) -> None:
+    mark = broker.log_size()
+    with pytest.raises(KafkaError, match="Unable to bootstrap"):
+        KafkaProducer(bootstrap_servers=broker.bootstrap, bootstrap_timeout_ms=5000, request_timeout_ms=3000)
+    assert "Failed authentication with /127.0.0.1" in broker.log_since(mark)
+    assert "(SSL handshake failed)" in broker.log_since(mark)
+
+
+def test_a_wrong_password_is_refused(broker: SecureKafkaBroker) -> None:
+    config = {**broker.client_config("adder"), "sasl_plain_password": "not-the-password"}
+    mark = broker.log_size()
+    with pytest.raises(KafkaError, match="Unable to bootstrap"):
+        KafkaProducer(bootstrap_servers=broker.bootstrap, bootstrap_timeout_ms=5000, **config)
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in broker.log_since(mark)
+
+
+def test_an_authenticated_user_without_acls_cannot_write_the_topic(
+    broker: SecureKafkaBroker, topics: tuple[str, str, str]
+) -> None:
+    topic = topics[0]
+    before = _end_offset(broker, topic)
+    mark = broker.log_size()
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, max_block_ms=10000, acks="all", **broker.client_config("nobody")
+    )
+    try:
+        with pytest.raises((TopicAuthorizationFailedError, KafkaTimeoutError)) as refused:
+            producer.send(topic, b"forged event").get(timeout=20)
+    finally:
+        producer.close(timeout=5)
+    # kafka-python sees either the refusal or a topic it may not even describe; the broker appended
+    # nothing and says why
+    assert _end_offset(broker, topic) == before, refused.value
+    denied = "Principal = User:nobody is Denied operation = DESCRIBE from host = 127.0.0.1"
+    assert f"{denied} on resource = Topic:LITERAL:{topic}" in broker.log_since(mark)
+
+
+def test_the_adder_user_cannot_read_the_topic(broker: SecureKafkaBroker, topics: tuple[str, str, str]) -> None:
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False, **broker.client_config("adder")
+    )
+    try:
+        consumer.assign([TopicPartition(topics[0], 0)])
+        consumer.seek(TopicPartition(topics[0], 0), 0)
+        with pytest.raises(TopicAuthorizationFailedError):
+            for _ in range(50):  # bounded: the refusal comes with the first fetch
+                consumer.poll(timeout_ms=200)
+    finally:
+        consumer.close()
+
+
+def test_the_accumulator_user_cannot_write_the_topic(broker: SecureKafkaBroker, topics: tuple[str, str, str]) -> None:
+    """Only the adder writes events: a compromised accumulator cannot forge summations."""
+    topic = topics[0]
+    before = _end_offset(broker, topic)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, max_block_ms=10000, acks="all", **broker.client_config("accumulator")
+    )
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(topic, b"forged event").get(timeout=20)
+    finally:
+        producer.close(timeout=5)
+    assert _end_offset(broker, topic) == before
+
+
+def _end_offset(broker: SecureKafkaBroker, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, **broker.client_config("admin"))
+    try:
+        partition = TopicPartition(topic, 0)
+        return consumer.end_offsets([partition])[partition]
+    finally:
+        consumer.close()
