@@ -8,13 +8,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
 
 
-def channel(target: str) -> grpc.Channel:
-    return grpc.insecure_channel(target, options=[("grpc.enable_retries", 0)])
+def channel(target: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """Plaintext, or TLS with `credentials` (grpc.ssl_channel_credentials)."""
+    options = [("grpc.enable_retries", 0)]
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, credentials, options=options)
 
 
-def health_status(target: str, service: str = "", timeout: float = 1.0) -> str:
+def health_status(
+    target: str, service: str = "", timeout: float = 1.0, credentials: grpc.ChannelCredentials | None = None
+) -> str:
     """'SERVING', 'NOT_SERVING', ... or 'UNREACHABLE' when the call itself fails."""
-    with channel(target) as ch:
+    with channel(target, credentials) as ch:
         try:
             request = health_pb2.HealthCheckRequest(service=service)
             reply = health_pb2_grpc.HealthStub(ch).Check(request, timeout=timeout)
@@ -26,9 +32,9 @@ def health_status(target: str, service: str = "", timeout: float = 1.0) -> str:
 class AdderClient:
     """One channel to an adder; `add` raises grpc.RpcError (check `.code()`) on a non-OK status."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.target = target
-        self.channel = channel(target)
+        self.channel = channel(target, credentials)
         self.stub = sum_pb2_grpc.SumServiceStub(self.channel)
 
     def add(self, request_id: str, first: int, second: int, timeout: float = 15.0) -> sum_pb2.AddNumbersResponse:

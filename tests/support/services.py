@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from tests.support.broker import free_port, kraft, unique_topic
 from tests.support.grpc_client import AdderClient, health_status
 from tests.support.http_client import get_json, http_get, http_ok
@@ -197,6 +199,7 @@ class AdderProcess(ServiceProcess):
         self.metrics_port = int(self.env["SUMFLOW_METRICS_LISTEN"].rsplit(":", 1)[1])
         self.target = f"127.0.0.1:{self.grpc_port}"
         self._client: AdderClient | None = None
+        self.credentials: grpc.ChannelCredentials | None = None  # TLS for health checks and `client`
 
     @classmethod
     def for_broker(cls, bootstrap: str, topic: str, workdir: Path, **extra_env: str) -> AdderProcess:
@@ -214,13 +217,13 @@ class AdderProcess(ServiceProcess):
         return cls(env, workdir)
 
     def ready(self) -> bool:
-        return health_status(self.target, "sumflow.v1.SumService") == "SERVING"
+        return health_status(self.target, "sumflow.v1.SumService", credentials=self.credentials) == "SERVING"
 
     @property
     def client(self) -> AdderClient:
         """A gRPC client on this adder's port (one channel, reconnects across restarts)."""
         if self._client is None:
-            self._client = AdderClient(self.target)
+            self._client = AdderClient(self.target, self.credentials)
         return self._client
 
     def add(self, request_id: str, first: int, second: int, timeout: float = 15.0) -> Any:

@@ -19,6 +19,7 @@ from sumflow.config import AdderConfig, split_listen
 from sumflow.entrypoints import http_server
 from sumflow.entrypoints.adder_grpc_server import AdderGrpcServer
 from sumflow.entrypoints.adder_servicer import SumServicer
+from sumflow.entrypoints.tls import grpc_server_credentials
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -94,7 +95,11 @@ def build_adder(
     )
     try:
         grpc_server = AdderGrpcServer(
-            servicer, listen=cfg.grpc_listen, workers=cfg.grpc_workers, reuse_port=cfg.processes > 1
+            servicer,
+            listen=cfg.grpc_listen,
+            workers=cfg.grpc_workers,
+            reuse_port=cfg.processes > 1,
+            credentials=grpc_server_credentials(cfg.grpc_tls),
         )
         metrics_server = None
         if serve_metrics:

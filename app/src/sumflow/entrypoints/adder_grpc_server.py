@@ -27,12 +27,22 @@ _CALLS_PER_WORKER = 64  # maximum_concurrent_rpcs = SUMFLOW_GRPC_WORKERS x this
 class AdderGrpcServer:
     """A grpc.aio server on its own event-loop thread; created bound (not started), health NOT_SERVING."""
 
-    def __init__(self, servicer: SumServicer, *, listen: str, workers: int, reuse_port: bool) -> None:
+    def __init__(
+        self,
+        servicer: SumServicer,
+        *,
+        listen: str,
+        workers: int,
+        reuse_port: bool,
+        credentials: grpc.ServerCredentials | None = None,  # None: plaintext (an insecure port)
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-aio", daemon=True)
         self._thread.start()
         try:
-            self.server, self.health, self.port = self._call(self._build(servicer, listen, workers, reuse_port))
+            self.server, self.health, self.port = self._call(
+                self._build(servicer, listen, workers, reuse_port, credentials)
+            )
             self.set_serving(False)
         except BaseException:
             self._close_loop()
@@ -43,7 +53,11 @@ class AdderGrpcServer:
 
     @staticmethod
     async def _build(
-        servicer: SumServicer, listen: str, workers: int, reuse_port: bool
+        servicer: SumServicer,
+        listen: str,
+        workers: int,
+        reuse_port: bool,
+        credentials: grpc.ServerCredentials | None,
     ) -> tuple[grpc.aio.Server, Any, int]:
         server = grpc.aio.server(
             options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 64 * 1024)],
@@ -51,7 +65,7 @@ class AdderGrpcServer:
         )
         health_servicer = health.aio.HealthServicer()
         _register_services(server, servicer.AddNumbers, health_servicer)
-        port = _bind(server, listen)
+        port = _bind(server, listen, credentials)
         return server, health_servicer, port
 
     def start(self) -> None:
@@ -109,10 +123,10 @@ def _register_services(server: grpc.aio.Server, add_numbers: Callable[..., Any],
     )
 
 
-def _bind(server: grpc.aio.Server, listen: str) -> int:
-    """Bind the insecure port; the bound port, or OSError naming the address."""
+def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Bind the port (TLS with `credentials`, else insecure); the bound port, or OSError naming the address."""
     try:
-        port = server.add_insecure_port(listen)
+        port = server.add_insecure_port(listen) if credentials is None else server.add_secure_port(listen, credentials)
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {listen}: {exc}") from exc
     if port == 0:
