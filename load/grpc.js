@@ -3,6 +3,7 @@
 //   k6 run load/grpc.js                                  # Vagrant defaults, both scenarios
 //   SUMFLOW_GRPC_TARGET=127.0.0.1:50051 SUMFLOW_REST_URL=http://127.0.0.1:8080 \
 //     SCENARIOS=open RATE=200 PEAK_RATE=500 k6 run load/grpc.js
+//   SUMFLOW_TLS_CA=ca.pem [SUMFLOW_TLS_CERT=client.pem SUMFLOW_TLS_KEY=client.key] k6 run load/grpc.js
 //
 // Mix per iteration: fresh UUIDs (must come back duplicate=false with result = a + b), a share of
 // deliberate repeats of ids this VU already got answered (REPEAT_RATIO, must come back duplicate=true
@@ -80,6 +81,30 @@ const totalDelta = new Gauge('sumflow_total_delta'); // growth of /api/total tot
 const client = new grpc.Client();
 client.load(['../proto'], 'sumflow/v1/sum.proto');
 
+// TLS when SUMFLOW_TLS_CA names the PEM CA that signed the adder's certificate; a client certificate
+// too (mutual TLS) with SUMFLOW_TLS_CERT and SUMFLOW_TLS_KEY. The same variables as the `sumflow` command.
+const TLS_CA = __ENV.SUMFLOW_TLS_CA ? open(__ENV.SUMFLOW_TLS_CA) : null;
+const TLS_CERT = __ENV.SUMFLOW_TLS_CERT ? open(__ENV.SUMFLOW_TLS_CERT) : null;
+const TLS_KEY = __ENV.SUMFLOW_TLS_KEY ? open(__ENV.SUMFLOW_TLS_KEY) : null;
+if ((TLS_CERT === null) !== (TLS_KEY === null)) {
+  throw new Error('SUMFLOW_TLS_CERT and SUMFLOW_TLS_KEY go together');
+}
+if (TLS_CERT !== null && TLS_CA === null) {
+  throw new Error('SUMFLOW_TLS_CERT needs SUMFLOW_TLS_CA');
+}
+
+function connectParams() {
+  if (TLS_CA === null) {
+    return { plaintext: true, timeout: CALL_TIMEOUT };
+  }
+  const tls = { cacerts: [TLS_CA] };
+  if (TLS_CERT !== null) {
+    tls.cert = TLS_CERT;
+    tls.key = TLS_KEY;
+  }
+  return { plaintext: false, tls, timeout: CALL_TIMEOUT };
+}
+
 // Per-VU state (each VU has its own copy of the module).
 let connected = false;
 const answered = []; // ids this VU got accepted, for deliberate repeats
@@ -87,7 +112,7 @@ const ANSWERED_KEEP = 1000;
 
 function ensureConnected() {
   if (!connected) {
-    client.connect(GRPC_TARGET, { plaintext: true, timeout: CALL_TIMEOUT });
+    client.connect(GRPC_TARGET, connectParams());
     connected = true;
   }
 }

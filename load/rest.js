@@ -2,6 +2,10 @@
 //
 //   k6 run load/rest.js                                   # Vagrant defaults, both scenarios
 //   SUMFLOW_REST_URL=http://127.0.0.1:8080 SCENARIOS=closed VUS=100 k6 run load/rest.js
+//   SSL_CERT_FILE=ca.pem SUMFLOW_REST_URL=https://app.example:8443 k6 run load/rest.js
+//
+// HTTPS: k6 checks the server against the system roots, which SSL_CERT_FILE replaces with a PEM CA
+// bundle (k6 has no option of its own for a CA file).
 //
 // Each iteration picks one read endpoint by weight and checks its status and JSON shape; a small
 // share of calls sends a bad `limit` on purpose and expects 400 with a JSON error (not counted as a
