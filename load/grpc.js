@@ -63,6 +63,7 @@ export const options = {
     'grpc_req_duration{kind:fresh}': [`p(99)<${envNumber('GRPC_P99_MS', 500)}`],
     checks: [`rate>${envNumber('CHECKS_MIN_RATE', 0.99)}`],
     sumflow_unexpected_status: ['count<1'],
+    sumflow_connect_failed: ['count<1'],
   },
   summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
   // Teardown may wait SETTLE_SECONDS for the accumulator, then reads k6's counters.
@@ -75,6 +76,7 @@ const acceptedSumPos = new Counter('sumflow_accepted_sum_pos'); // sum of positi
 const acceptedSumNeg = new Counter('sumflow_accepted_sum_neg'); // minus the sum of negative results
 const uncertain = new Counter('sumflow_uncertain'); // UNAVAILABLE/DEADLINE_EXCEEDED: maybe applied
 const unexpectedStatus = new Counter('sumflow_unexpected_status'); // any other failure of a valid call
+const connectFailed = new Counter('sumflow_connect_failed'); // no channel (unreachable, TLS refused)
 const appliedDelta = new Gauge('sumflow_applied_delta'); // growth of /api/total applied (teardown)
 const totalDelta = new Gauge('sumflow_total_delta'); // growth of /api/total total (teardown)
 
@@ -112,7 +114,12 @@ const ANSWERED_KEEP = 1000;
 
 function ensureConnected() {
   if (!connected) {
-    client.connect(GRPC_TARGET, connectParams());
+    try {
+      client.connect(GRPC_TARGET, connectParams());
+    } catch (e) {
+      connectFailed.add(1); // else a run that never connects has no failed check and passes
+      throw e;
+    }
     connected = true;
   }
 }
