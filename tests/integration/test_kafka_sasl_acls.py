@@ -60,6 +60,7 @@ def test_services_count_a_stream_exactly_as_least_privileged_users(
         **broker.service_env("accumulator"),
     )
     adder = AdderProcess.for_broker(broker.bootstrap, topic, tmp_path / "adder", **broker.service_env("adder"))
+    mark = broker.log_size()
     try:
         accumulator.start(timeout=120)
         adder.start(timeout=120)
@@ -76,6 +77,10 @@ def test_services_count_a_stream_exactly_as_least_privileged_users(
                 service.stop()
             except ServiceError:
                 service.kill()
+    # the group ACL let the accumulator commit its position (done on the way out at the latest)
+    assert _committed(broker, group, topic) == CALLS
+    # nothing the services did needed more than their ACLs
+    assert " is Denied operation" not in broker.log_since(mark)
     for service, user in ((adder, "adder"), (accumulator, "accumulator")):
         output = "\n".join(service.output_lines())
         assert broker.passwords[user] not in output
@@ -155,3 +160,14 @@ def _end_offset(broker: SecureKafkaBroker, topic: str) -> int:
         return consumer.end_offsets([partition])[partition]
     finally:
         consumer.close()
+
+
+def _committed(broker: SecureKafkaBroker, group: str, topic: str) -> int | None:
+    """The group's committed offset on partition 0, read by the admin (no member joins the group)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False, **broker.client_config("admin")
+    )
+    try:
+        return consumer.committed(TopicPartition(topic, 0))
+    finally:
+        consumer.close(autocommit=False)
