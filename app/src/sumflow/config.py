@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 
 
@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 class KafkaSecurity:
     """How the Kafka clients connect; the password stays in its file until a client is built."""
 
-    protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL or SASL_SSL
+    protocol: str = "PLAINTEXT"  # PLAINTEXT or SASL_SSL
     ca_file: Path | None = None  # PEM CA bundle verifying the brokers; None: the system roots
     sasl_mechanism: str = "SCRAM-SHA-512"
     sasl_username: str | None = None
@@ -248,10 +248,12 @@ def _kafka_security(env: _Env) -> KafkaSecurity:
         "SUMFLOW_KAFKA_SECURITY_PROTOCOL",
         "PLAINTEXT",
         KAFKA_SECURITY_PROTOCOLS,
-        "how the Kafka clients connect: `SSL` verifies the brokers' certificates, `SASL_SSL` also logs in",
+        "how the Kafka clients connect: `SASL_SSL` is TLS (the brokers' certificates and names checked) "
+        "and a SASL login; `PLAINTEXT` neither",
     )
     ca_file = env.file(
-        "SUMFLOW_KAFKA_SSL_CAFILE", "PEM CA bundle the brokers' certificates are checked against; unset: system roots"
+        "SUMFLOW_KAFKA_SSL_CAFILE",
+        "PEM CA bundle the brokers' certificates are checked against (with `SASL_SSL`); unset: system roots",
     )
     mechanism = env.choice(
         "SUMFLOW_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", KAFKA_SASL_MECHANISMS, "SASL mechanism (with `SASL_SSL`)"
@@ -271,7 +273,7 @@ def _kafka_security(env: _Env) -> KafkaSecurity:
         )
     if protocol == "PLAINTEXT" and (ca_file or username or password_file):
         raise ConfigError(
-            "SUMFLOW_KAFKA_SSL_CAFILE and SUMFLOW_KAFKA_SASL_* need SUMFLOW_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL"
+            "SUMFLOW_KAFKA_SSL_CAFILE and SUMFLOW_KAFKA_SASL_* need SUMFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
         )
     return KafkaSecurity(protocol, ca_file, mechanism, username, password_file)
 
