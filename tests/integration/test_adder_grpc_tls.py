@@ -112,3 +112,18 @@ def test_mtls_adder_requires_a_client_certificate_from_its_client_ca(
     assert _status(mtls_adder.target, None) == grpc.StatusCode.UNAVAILABLE
     stranger = TestPki.create(tmp_path / "other-ca").issue("intruder", client=True)
     assert _status(mtls_adder.target, _credentials(pki, stranger)) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_every_worker_of_a_multi_process_adder_serves_tls(
+    kafka_broker: KafkaBroker, topic: str, tmp_path: Path, pki: TestPki, server_cert: IssuedCert
+) -> None:
+    env = {
+        "SUMFLOW_GRPC_TLS_CERT": str(server_cert.cert),
+        "SUMFLOW_GRPC_TLS_KEY": str(server_cert.key),
+        "SUMFLOW_ADDER_PROCESSES": "2",
+    }
+    for adder in _adder(kafka_broker, topic, tmp_path / "adder", pki, env):
+        # each new connection lands on one of the workers (SO_REUSEPORT): every one of them must be TLS
+        for _ in range(8):
+            assert _status(adder.target, _credentials(pki)) == grpc.StatusCode.OK
+            assert _status(adder.target, None) == grpc.StatusCode.UNAVAILABLE
