@@ -127,3 +127,20 @@ def test_every_worker_of_a_multi_process_adder_serves_tls(
         for _ in range(8):
             assert _status(adder.target, _credentials(pki)) == grpc.StatusCode.OK
             assert _status(adder.target, None) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_certificate_file_that_is_not_pem_stops_the_start_with_status_2(
+    kafka_broker: KafkaBroker, topic: str, tmp_path: Path, server_cert: IssuedCert
+) -> None:
+    junk = tmp_path / "cert.pem"
+    junk.write_text("not a certificate\n")
+    adder = AdderProcess.for_broker(
+        kafka_broker.bootstrap,
+        topic,
+        tmp_path / "adder",
+        SUMFLOW_GRPC_TLS_CERT=str(junk),
+        SUMFLOW_GRPC_TLS_KEY=str(server_cert.key),
+    )
+    done = subprocess.run(adder.command(), env=adder.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"SUMFLOW_GRPC_TLS_CERT: {junk} is not a PEM file" in done.stdout + done.stderr

@@ -71,6 +71,9 @@ def run_single(cfg: AdderConfig, *, worker: bool = False) -> int:
     except BrokerUnreachable as exc:
         log.error("cannot start: %s", exc)
         return 1
+    except ConfigError as exc:  # a TLS file that is not PEM (read when the server is built)
+        log.error("configuration error: %s", exc)
+        return 2
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:  # the metrics port (a gRPC bind failure names its address)
             log.error("cannot start: %s (SUMFLOW_METRICS_LISTEN) is already in use", cfg.metrics_listen)
