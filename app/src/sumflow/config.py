@@ -39,6 +39,8 @@ class CommonConfig:
     otlp_endpoint: str | None  # OTLP/gRPC endpoint for traces; None disables tracing
     service_instance: str
     kafka_security: KafkaSecurity = KafkaSecurity()
+    # SUMFLOW_DRAIN_SECONDS: after SIGTERM, seconds of serving with health NOT_SERVING / readiness 503
+    drain_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +242,14 @@ def _common(env: _Env) -> CommonConfig:
             shown="the host name",
         ),
         kafka_security=_kafka_security(env),
+        drain_seconds=env.float(
+            "SUMFLOW_DRAIN_SECONDS",
+            2.0,
+            0.0,
+            300.0,
+            "after SIGTERM: seconds to keep serving with gRPC health `NOT_SERVING` (adder) or `/readyz` 503 "
+            "(accumulator), so that a load balancer's health check moves traffic away before the port closes",
+        ),
     )
 
 

@@ -96,10 +96,23 @@ def _serve() -> int:
             if accumulator.status.health()[0]:  # a stalled consumer lets systemd's watchdog restart us
                 sdnotify.notify("WATCHDOG=1")
         sdnotify.notify("STOPPING=1")
+        if code == 0:
+            _drain(accumulator, config.common.drain_seconds)
     finally:  # whatever happened above, stop the threads so the process can exit
         accumulator.stop()
         shutdown_tracing()
     return code
+
+
+def _drain(accumulator, seconds: float) -> None:  # noqa: ANN001 - bootstrap's Accumulator (lazy import)
+    """/readyz 503 "shutting down" while the HTTP API keeps serving, so a balancer moves away first."""
+    import logging
+    import time
+
+    accumulator.status.stopping = True
+    accumulator.metrics.ready.set(0)
+    logging.getLogger(__name__).info("accumulator draining", extra={"drain_seconds": seconds})
+    time.sleep(seconds)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,16 @@
 
 `build_adder` builds the services (bootstrap_adder.py), then binds the gRPC server (health
 NOT_SERVING) and the metrics endpoint, and serves nothing yet; `AdderApp.start()` starts the gRPC
-server and turns health SERVING; `AdderApp.stop()` drains.
+server and turns health SERVING; `AdderApp.drain()` turns health NOT_SERVING for good and keeps
+serving for a while (a load balancer's health check notices); `AdderApp.stop()` refuses new calls and
+lets in-flight ones finish.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -54,6 +57,14 @@ class AdderApp:
                 "topic": self.services.cfg.common.topic,
             },
         )
+
+    def drain(self, seconds: float) -> None:
+        """Health NOT_SERVING (service "" and SumService), then keep serving every call for `seconds`."""
+        if self._stopped:
+            return
+        self.grpc.enter_drain()
+        log.info("adder draining", extra={"drain_seconds": seconds, "pid": os.getpid()})
+        time.sleep(seconds)
 
     def stop(self, grace_seconds: float | None = None) -> None:
         """Health NOT_SERVING, finish in-flight calls, flush the producer, close the store."""

@@ -80,6 +80,10 @@ class AdderGrpcServer:
 
         self._call(apply())
 
+    def enter_drain(self) -> None:
+        """Health NOT_SERVING for good (a later set_serving cannot undo it); calls are still served."""
+        self._call(self.health.enter_graceful_shutdown())
+
     def stop(self, grace_seconds: float) -> None:
         """Refuse new calls, let in-flight calls finish within the grace period, end the loop thread."""
         try:

@@ -89,6 +89,7 @@ def run_single(cfg: AdderConfig, *, worker: bool = False) -> int:
             log.error("supervisor gone: stopping")
             break
     sdnotify.notify("STOPPING=1")
+    app.drain(cfg.common.drain_seconds)
     app.stop()
     return 0
 

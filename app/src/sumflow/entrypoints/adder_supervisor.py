@@ -8,7 +8,8 @@ The supervisor:
   process CPU/memory summed over itself and its workers) on SUMFLOW_METRICS_LISTEN;
 - gives the workers its own sd_notify socket, and tells systemd READY=1 once every worker is serving;
 - restarts a worker that dies (with backoff when it keeps dying), and exits 1 if one fails to start;
-- on SIGTERM/SIGINT sends STOPPING=1, forwards SIGTERM, waits for the workers to drain, exits 0.
+- on SIGTERM/SIGINT sends STOPPING=1, forwards SIGTERM (each worker turns its health NOT_SERVING,
+  serves SUMFLOW_DRAIN_SECONDS more, then finishes its in-flight calls), waits for them, exits 0.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def run_supervisor(cfg: AdderConfig) -> int:
         return 0
     finally:
         workers.signal_all(signal.SIGTERM)
-        workers.wait_all(cfg.publish_timeout_seconds + 15.0)
+        workers.wait_all(cfg.common.drain_seconds + cfg.publish_timeout_seconds + 15.0)
         if metrics_server is not None:
             metrics_server.close()
         sock.close()
