@@ -1,4 +1,4 @@
-"""`sumflow-accumulator`: run the REST accumulator, or `sumflow-accumulator rebuild` to recover its state.
+"""`sumflow-accumulator`: run the REST accumulator; `rebuild`, `backup` and `restore` its state.
 
 Exit status: 0 after SIGTERM/SIGINT (batch in progress committed), 2 on a configuration error or bad
 arguments, 1 when the state cannot be trusted or is in use (one line on stderr naming the file and
@@ -7,10 +7,12 @@ the recovery command).
 
 from __future__ import annotations
 
+import argparse
 import errno
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 DESCRIPTION = (
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from sumflow.entrypoints.service_args import service_parser
 
     parser = service_parser("sumflow-accumulator", "accumulator", DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", metavar="{rebuild}")
+    commands = parser.add_subparsers(dest="command", metavar="{rebuild,backup,restore}")
     rebuild = commands.add_parser(
         "rebuild",
         help="rebuild state.db from the audit log and the Kafka topic (service stopped)",
@@ -36,12 +38,49 @@ def main(argv: list[str] | None = None) -> int:
     )
     rebuild.add_argument("--audit-only", action="store_true", help="read only the audit log (the topic is gone)")
     rebuild.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_backup_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in ("backup", "restore"):
+        return run_backup_command("sumflow-accumulator", args)
     if args.command == "rebuild":
         from sumflow.entrypoints.rebuild_command import run_rebuild
 
         return run_rebuild("sumflow-accumulator", audit_only=args.audit_only, progress=not args.no_progress)
     return _serve()
+
+
+def add_backup_commands(commands: argparse._SubParsersAction) -> None:
+    """The `backup` and `restore` subcommands (this script's and `sumflow`'s)."""
+    backup = commands.add_parser(
+        "backup",
+        help="copy the state consistently into a new directory (the service may run)",
+        description="Write a consistent backup of the accumulator's state (SQLite online backup, the audit log up to "
+        "the same position, total.json) into a new directory. The service may be running.",
+    )
+    backup.add_argument("--to", type=Path, required=True, metavar="DIR", help="the backup directory (must not exist)")
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup into the state directory (service stopped)",
+        description="Restore a backup into the accumulator's state directory (service stopped). On its next start "
+        "the accumulator reads the topic from the backup's offsets, so nothing is lost or counted twice.",
+    )
+    restore.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR", help="a backup directory")
+    restore.add_argument(
+        "--replace", action="store_true", help="move the current state aside into STATE_DIR/replaced-<time>/ first"
+    )
+    restore.add_argument(
+        "--if-schema-differs",
+        action="store_true",
+        help="do nothing when the current state already has the backup's schema version (rollback)",
+    )
+
+
+def run_backup_command(prog: str, args: argparse.Namespace) -> int:
+    from sumflow.entrypoints.state_backup_command import run_backup, run_restore
+
+    if args.command == "backup":
+        return run_backup(f"{prog} backup", args.to)
+    return run_restore(f"{prog} restore", args.source, replace=args.replace, if_schema_differs=args.if_schema_differs)
 
 
 def _load_config():  # noqa: ANN202 - returns AccumulatorConfig or None

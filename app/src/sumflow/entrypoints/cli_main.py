@@ -5,6 +5,8 @@
     sumflow summations --limit 10     the newest applied summations
     sumflow status                    health, readiness, consumer lag and version of both services
     sumflow rebuild [--audit-only]    rebuild the accumulator's state (on its host, service stopped)
+    sumflow backup --to DIR           consistent backup of the accumulator's state (on its host)
+    sumflow restore --from DIR        restore a backup (on its host, service stopped)
 
 Exit status: 0 success; 1 failure (status: a service not ready); 2 bad arguments or configuration;
 3 the accumulator answered an HTTP error; 10 + the gRPC status code for a failed add (13
@@ -82,6 +84,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     rebuild.add_argument("--audit-only", action="store_true", help="read only the audit log (the topic is gone)")
     rebuild.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    from sumflow.entrypoints.accumulator_main import add_backup_commands
+
+    add_backup_commands(commands)
     return parser
 
 
@@ -90,6 +95,10 @@ def _print(args: argparse.Namespace, doc: Any, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command in ("backup", "restore"):
+        from sumflow.entrypoints.accumulator_main import run_backup_command
+
+        return run_backup_command(PROG, args)
     if args.command == "rebuild":
         from sumflow.entrypoints.rebuild_command import run_rebuild
 
