@@ -89,6 +89,7 @@ BAD_INPUTS = {
     "sumflow ports": ({"sumflow_http_port": 50051}, "adder", "must be distinct ports"),
     "sumflow watchdog": ({"sumflow_accumulator_watchdog_seconds": 0}, "accumulator", "must be whole seconds >= 1"),
     "sumflow paths": ({"sumflow_state_root": "var/lib/sumflow"}, "adder", "must be absolute paths"),
+    "sumflow stop timeout": ({"sumflow_stop_timeout": 20}, "adder", "must exceed sumflow_drain_seconds"),
     "prometheus retention": (
         {"prometheus_retention_time": "15days"},
         "monitoring",
