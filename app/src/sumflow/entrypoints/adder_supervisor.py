@@ -106,7 +106,7 @@ def run_supervisor(cfg: AdderConfig) -> int:
     try:
         metrics_server = _serve_metrics(cfg, prom_dir, workers.pids)
         if not _start_all(workers, sock, stop):
-            return 1
+            return 0 if stop[0] else 1  # stopped while starting is a clean stop
         sdnotify.notify("READY=1")
         log.info(
             "adder serving",
