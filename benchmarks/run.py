@@ -26,15 +26,17 @@ from typing import Any
 
 import grpc
 
-from benchmarks import services
-from benchmarks.freshness import FreshnessProbe
-from benchmarks.kafka_load import produce_backlog, produce_backlog_java
-from benchmarks.loadtools import LoadResult, ghz_binary, run_ghz, run_wrk, wrk_binary
 from benchmarks.procstats import RssSampler, max_process_rss_mib
-from benchmarks.services import REPO, Service, accumulator_env, adder_env, free_port, get_total
+from harness.env import accumulator_env, adder_env, process_env
+from harness.kafka import KafkaBroker, libs_dir
+from harness.ports import free_port
+from harness.processes import AccumulatorProcess, AdderProcess, CommandProcess, ServiceError, ServiceProcess
+from load.backlog import produce_backlog, produce_backlog_java
+from load.freshness import FreshnessProbe
+from load.generators import LoadResult, ghz_binary, run_ghz, run_wrk, wrk_binary
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
-from tests.support.services import CommandProcess
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 CONCURRENCY = (16, 64, 256)
 TARGETS = {
@@ -53,30 +55,63 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-class Broker:
-    """The harness's single-node KRaft broker (tests/support/broker.py) on free loopback ports."""
+# Extra environment for every service a benchmark starts (run.py --service-env KEY=VALUE).
+EXTRA_ENV: dict[str, str] = {}
 
-    def __init__(self, data_dir: Path) -> None:
-        from tests.support.broker import KafkaBroker, kraft
 
-        self.kraft = kraft
-        self.broker = KafkaBroker(data_dir)
+def service_defaults() -> dict[str, str]:
+    return {"SUMFLOW_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO")}
 
-    @property
-    def bootstrap(self) -> str:
-        return self.broker.bootstrap
 
-    def start(self) -> None:
-        self.broker.start()
+def new_topic(broker: KafkaBroker, prefix: str, partitions: int) -> str:
+    """A fresh topic and its `.dlq` on the benchmark's broker."""
+    name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
+    for topic in (name, f"{name}.dlq"):
+        broker.create_topic(topic, partitions=partitions, replication=1)
+    return name
 
-    def stop(self) -> None:
-        self.broker.stop()
 
-    def new_topic(self, prefix: str, partitions: int) -> str:
-        name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
-        for topic in (name, f"{name}.dlq"):
-            self.broker.create_topic(topic, partitions=partitions, replication=1)
-        return name
+def bench_adder(broker: KafkaBroker, topic: str, run_dir: Path, dedupe: Path, processes: int) -> AdderProcess:
+    """The real adder with its own notify socket: `ready_s` is spawn -> READY=1."""
+    settings = adder_env(
+        broker.bootstrap,
+        topic,
+        dedupe,
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        defaults=service_defaults(),
+        SUMFLOW_ADDER_PROCESSES=str(processes),
+        **EXTRA_ENV,
+    )
+    return AdderProcess(process_env(settings), run_dir, notify=True)
+
+
+def bench_accumulator(
+    broker: KafkaBroker, topic: str, run_dir: Path, state: Path, env: dict[str, str] | None = None
+) -> AccumulatorProcess:
+    settings = accumulator_env(
+        broker.bootstrap,
+        topic,
+        state,
+        http_port=free_port(),
+        consumer_group=f"bench-{topic}",
+        defaults=service_defaults(),
+        **EXTRA_ENV,
+    )
+    return AccumulatorProcess(process_env({**settings, **(env or {})}), run_dir, notify=True)
+
+
+def start_timed(service: ServiceProcess, timeout: float = 30.0) -> float:
+    """Start and wait for READY=1; seconds from spawn to READY=1."""
+    service.start(timeout)
+    assert service.ready_s is not None
+    return service.ready_s
+
+
+def stop_timed(service: ServiceProcess, timeout: float = 30.0) -> None:
+    """SIGTERM; after `timeout` the whole process tree is SIGKILLed (service.stop_killed)."""
+    with contextlib.suppress(ServiceError):
+        service.stop(timeout)
 
 
 def grpc_answers(target: str) -> bool:
@@ -117,9 +152,9 @@ FLOORS = {
 
 
 @contextlib.contextmanager
-def floor_server(broker: Broker, run_dir: Path, label: str, flags: list[str]) -> Iterator[str]:
+def floor_server(broker: KafkaBroker, run_dir: Path, label: str, flags: list[str]) -> Iterator[str]:
     target = f"127.0.0.1:{free_port()}"
-    topic = broker.new_topic("floor", 1)
+    topic = new_topic(broker, "floor", 1)
     state = run_dir / f"floor-{uuid.uuid4().hex[:8]}"
     argv = [sys.executable, "-m", "benchmarks.floor_adder", "--listen", target, "--bootstrap", broker.bootstrap]
     argv += ["--topic", topic, "--dir", str(state), *flags]
@@ -146,7 +181,7 @@ def ladder(target: str, duration: float, processes: int, pid: int | None = None)
 
 
 def phase_throughput(
-    broker: Broker, run_dir: Path, processes: int, duration: float, partitions: int, floor: bool = True
+    broker: KafkaBroker, run_dir: Path, processes: int, duration: float, partitions: int, floor: bool = True
 ) -> dict[str, Any]:
     log(f"bare gRPC adding server, {processes} process(es)")
     with bare_server(processes, run_dir) as target:
@@ -158,21 +193,16 @@ def phase_throughput(
             with floor_server(broker, run_dir, label, flags) as target:
                 floors[label] = ladder(target, duration, processes)
     log(f"sumflow-adder, {processes} process(es), persistent dedupe + acks=all")
-    topic = broker.new_topic("adder", partitions)
-    port, metrics_port = free_port(), free_port()
-    adder = Service(
-        "sumflow-adder",
-        adder_env(broker.bootstrap, topic, port, metrics_port, run_dir / f"dedupe-{processes}", processes),
-        run_dir,
-    )
+    topic = new_topic(broker, "adder", partitions)
+    adder = bench_adder(broker, topic, run_dir, run_dir / f"dedupe-{processes}", processes)
     try:
-        ready_s = adder.start()
-        wait_grpc(f"127.0.0.1:{port}")
+        ready_s = start_timed(adder)
+        wait_grpc(adder.target)
         time.sleep(1)
         idle = max_process_rss_mib(adder.pid)
-        real = ladder(f"127.0.0.1:{port}", duration, processes, adder.pid)
+        real = ladder(adder.target, duration, processes, adder.pid)
     finally:
-        adder.stop()
+        stop_timed(adder)
     ratio = {c: real[c]["rps"] / bare[c]["rps"] if bare[c]["rps"] else 0.0 for c in real}
     return {
         "bare": bare,
@@ -226,24 +256,20 @@ def fixed_rate(target: str, http_port: int, rate: int, duration: float, adder_pi
 
 
 def phase_pipeline(
-    broker: Broker, run_dir: Path, processes: int, duration: float, rest_duration: int, partitions: int
+    broker: KafkaBroker, run_dir: Path, processes: int, duration: float, rest_duration: int, partitions: int
 ) -> dict[str, Any]:
     """Fixed 1,000 (then LOW_RATE) calls/s with a freshness probe, then REST GET /api/total with wrk."""
-    topic = broker.new_topic("pipeline", partitions)
-    port, metrics_port, http_port = free_port(), free_port(), free_port()
-    adder = Service(
-        "sumflow-adder",
-        adder_env(broker.bootstrap, topic, port, metrics_port, run_dir / "dedupe-pipeline", processes),
-        run_dir,
-    )
-    acc = Service("sumflow-accumulator", accumulator_env(broker.bootstrap, topic, http_port, run_dir / "acc"), run_dir)
+    topic = new_topic(broker, "pipeline", partitions)
+    adder = bench_adder(broker, topic, run_dir, run_dir / "dedupe-pipeline", processes)
+    acc = bench_accumulator(broker, topic, run_dir, run_dir / "acc")
+    http_port = acc.http_port
     out: dict[str, Any] = {}
     try:
-        out["adder_ready_s"] = round(adder.start(), 3)
-        out["accumulator_ready_s"] = round(acc.start(), 3)
+        out["adder_ready_s"] = round(start_timed(adder), 3)
+        out["accumulator_ready_s"] = round(start_timed(acc), 3)
         time.sleep(1)
         out["accumulator_rss_idle_mib"] = round(max_process_rss_mib(acc.pid), 1)
-        target = f"127.0.0.1:{port}"
+        target = adder.target
         wait_grpc(target)
         out["fixed_rate"] = fixed_rate(target, http_port, 1000, duration, adder.pid, acc.pid)
         # The same below the adder's capacity on this machine: latency without queueing.
@@ -255,10 +281,10 @@ def phase_pipeline(
             rest[str(conns)] = {**res.as_dict(), "rss_peak_mib": round(rss.peak, 1)}
             log(f"  GET /api/total c={conns}: {res.rps:.0f} req/s p99={res.p99_ms:.1f}ms errors={res.errors}")
         out["rest_total"] = rest
-        out["final_total"] = get_total(f"http://127.0.0.1:{http_port}")
+        out["final_total"] = acc.total()
     finally:
-        acc.stop()
-        adder.stop()
+        stop_timed(acc)
+        stop_timed(adder)
     out["stop_s"] = {"adder": adder.stop_s, "accumulator": acc.stop_s}
     out["stop_killed"] = {"adder": adder.stop_killed, "accumulator": acc.stop_killed}
     return out
@@ -269,7 +295,7 @@ NO_CRC32C = REPO / "benchmarks" / "no_crc32c"
 
 def _bare_consume_subprocess(bootstrap: str, topic: str, count: int, env: dict[str, str]) -> float:
     code = (
-        "import sys; from benchmarks.kafka_load import bare_consume;"
+        "import sys; from benchmarks.bare_consumer import bare_consume;"
         " print(bare_consume(sys.argv[1], sys.argv[2], int(sys.argv[3])))"
     )
     proc = subprocess.run(
@@ -285,31 +311,25 @@ def _bare_consume_subprocess(bootstrap: str, topic: str, count: int, env: dict[s
 
 
 def _catchup_once(
-    broker: Broker, run_dir: Path, topic: str, backlog: int, label: str, env: dict[str, str]
+    broker: KafkaBroker, run_dir: Path, topic: str, backlog: int, label: str, env: dict[str, str]
 ) -> dict[str, Any]:
     bare_eps = _bare_consume_subprocess(broker.bootstrap, topic, backlog, env)
     log(f"  [{label}] bare kafka-python consumer: {bare_eps:,.0f} events/s")
-    http_port = free_port()
-    acc = Service(
-        "sumflow-accumulator",
-        {**accumulator_env(broker.bootstrap, topic, http_port, run_dir / f"acc-backlog-{label}"), **env},
-        run_dir,
-    )
-    base = f"http://127.0.0.1:{http_port}"
+    acc = bench_accumulator(broker, topic, run_dir, run_dir / f"acc-backlog-{label}", env)
     started = time.monotonic()
     try:
-        ready_s = acc.start(timeout=60)
+        ready_s = start_timed(acc, timeout=60)
         with RssSampler(acc.pid) as rss:
             # Bounded: at the deadline the rate so far is reported (complete=False) instead.
             deadline = started + max(120.0, backlog / 2_000)
             applied = 0
             while applied < backlog and time.monotonic() < deadline:
                 time.sleep(0.2)
-                applied = get_total(base)["applied"]
+                applied = acc.total()["applied"]
             done = time.monotonic()
-        total = get_total(base)
+        total = acc.total()
     finally:
-        acc.stop(timeout=60)
+        stop_timed(acc, timeout=60)
     from_ready = done - started - ready_s
     eps = applied / from_ready
     log(f"  [{label}] accumulator: {applied:,} applied in {from_ready:.1f}s after ready ({eps:,.0f} events/s)")
@@ -329,8 +349,10 @@ def _catchup_once(
     }
 
 
-def phase_catchup(broker: Broker, run_dir: Path, backlog: int, partitions: int, compare_crc: bool) -> dict[str, Any]:
-    topic = broker.new_topic("backlog", partitions)
+def phase_catchup(
+    broker: KafkaBroker, run_dir: Path, backlog: int, partitions: int, compare_crc: bool
+) -> dict[str, Any]:
+    topic = new_topic(broker, "backlog", partitions)
     log(f"producing a backlog of {backlog:,} events")
     # The Java source launcher needs a JDK (javac); the JRE alone falls back to kafka-python (slower).
     if os.environ.get("BENCH_PYTHON_PRODUCER") or shutil.which("javac") is None:
@@ -338,7 +360,7 @@ def phase_catchup(broker: Broker, run_dir: Path, backlog: int, partitions: int, 
         produce_s = produce_backlog(broker.bootstrap, topic, backlog)
     else:
         producer = "Java"
-        produce_s = produce_backlog_java(broker.bootstrap, topic, backlog, broker.kraft.libs_dir())
+        produce_s = produce_backlog_java(broker.bootstrap, topic, backlog, libs_dir())
     log(f"  produced in {produce_s:.1f}s ({backlog / produce_s:,.0f}/s, {producer} producer)")
     out = {"backlog": backlog, "produce_s": round(produce_s, 2), "producer": producer}
     out.update(_catchup_once(broker, run_dir, topic, backlog, "crc32c", {}))
@@ -518,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             parser.error(f"--service-env {item!r}: expected KEY=VALUE")
-        services.EXTRA_ENV[key] = value
+        EXTRA_ENV[key] = value
     duration = args.duration or (4 if args.quick else 10)
     backlog = args.backlog or (100_000 if args.quick else 1_000_000)
     phases = set(args.phases.split(","))
@@ -533,13 +555,13 @@ def main(argv: list[str] | None = None) -> int:
             "backlog": backlog,
             "partitions": args.partitions,
             "quick": args.quick,
-            "service_env": services.EXTRA_ENV,
+            "service_env": EXTRA_ENV,
         },
         "targets": TARGETS,
     }
     with tempfile.TemporaryDirectory(prefix="sumflow-bench-") as tmp:
         run_dir = Path(tmp)
-        broker = Broker(run_dir / "kafka")
+        broker = KafkaBroker(run_dir / "kafka")
         log(f"starting the broker (run dir {run_dir})")
         broker.start()
         try:

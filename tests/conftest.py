@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import KafkaBroker, unique_topic
+from harness.kafka import KafkaBroker, unique_topic
 
 
 @pytest.fixture(scope="session")

@@ -14,14 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import KafkaBroker, KafkaCluster, unique_topic
-from tests.support.chaos import RESULTS, FaultRun, format_table, plan_requests
-from tests.support.chaos_processes import (
-    AccumulatorProcess,
-    AdderProcess,
-    accumulator_env,
-    adder_env,
-)
+from harness.driver import plan_requests
+from harness.faults import RESULTS, FaultRun, format_table
+from harness.kafka import KafkaBroker, KafkaCluster, unique_topic
+from harness.processes import AccumulatorProcess, AdderProcess
 
 SIZE_ENV = "SUMFLOW_CHAOS"
 
@@ -56,10 +52,9 @@ class Deployment:
 
     def start_run(self, count: int, seed: int, *, window: int = 32) -> FaultRun:
         """Start both services, wait until the accumulator is ready, plan `count` requests."""
-        self.adder.start()
-        self.accumulator.start()
-        self.accumulator.wait_ready()
-        requests = plan_requests(count, seed=seed)
+        self.adder.start(timeout=90)
+        self.accumulator.start(timeout=90)
+        requests = plan_requests(count, seed=seed, big_share=0.05, upper_share=0.2)
         return FaultRun(self.adder.target, self.accumulator, self.state_dir, requests, window=window)
 
 
@@ -82,12 +77,10 @@ def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
         topic = broker.create_topic(unique_topic("chaos"), partitions=partitions, configs=topic_configs)
         dlq = broker.create_topic(unique_topic("chaos-dlq"), partitions=1, configs=topic_configs)
         state = state_dir or tmp_path / f"state-{n}"
-        adder = AdderProcess(
-            adder_env(broker.bootstrap, topic, tmp_path / f"dedupe-{n}", **(adder_extra or {})),
-            tmp_path / f"adder-{n}.log",
-        )
-        acc = AccumulatorProcess(
-            accumulator_env(broker.bootstrap, topic, dlq, state, **(acc_extra or {})), tmp_path / f"accumulator-{n}.log"
+        adder_settings = {"SUMFLOW_LOG_LEVEL": "WARNING", **(adder_extra or {})}
+        adder = AdderProcess.for_broker(broker.bootstrap, topic, tmp_path / f"adder-{n}", **adder_settings)
+        acc = AccumulatorProcess.for_broker(
+            broker.bootstrap, topic, tmp_path / f"accumulator-{n}", dlq_topic=dlq, state_dir=state, **(acc_extra or {})
         )
         deployment = Deployment(broker.bootstrap, topic, dlq, state, adder, acc)
         made.append(deployment)

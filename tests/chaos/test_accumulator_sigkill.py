@@ -18,7 +18,8 @@ def test_accumulator_sigkills_lose_nothing_and_count_nothing_twice(size, kafka_b
     def kill(_: int) -> None:
         time.sleep(rng.uniform(0, 0.3))  # at a random moment of whatever batch is in progress
         d.accumulator.kill()
-        d.accumulator.start()
+        d.accumulator.start(wait=False)
+        d.accumulator.wait_listening()
         if rng.random() < 0.7:  # otherwise the next kill may land during start-up or seek
             d.accumulator.wait_ready()
 

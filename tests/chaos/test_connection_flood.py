@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import unique_topic
-from tests.support.chaos_processes import AccumulatorProcess, AdderProcess, accumulator_env, adder_env
-from tests.support.http_client import http_get
+from harness.http_client import http_get
+from harness.kafka import unique_topic
+from harness.processes import AccumulatorProcess, AdderProcess
 
 FLOOD = 1000  # connections per port
 REQUESTS = 400  # /api/total requests timed during the flood
@@ -69,11 +69,10 @@ def trickle(conns: list[socket.socket]) -> None:
 def services(kafka_broker, tmp_path: Path) -> Iterator[tuple[AccumulatorProcess, AdderProcess]]:
     topic = kafka_broker.create_topic(unique_topic("flood"), partitions=1)
     dlq = kafka_broker.create_topic(unique_topic("flood-dlq"))
-    acc = AccumulatorProcess(accumulator_env(kafka_broker.bootstrap, topic, dlq, tmp_path / "state"), tmp_path / "a")
-    adder = AdderProcess(adder_env(kafka_broker.bootstrap, topic, tmp_path / "dedupe"), tmp_path / "adder.log")
+    acc = AccumulatorProcess.for_broker(kafka_broker.bootstrap, topic, tmp_path / "acc", dlq_topic=dlq)
+    adder = AdderProcess.for_broker(kafka_broker.bootstrap, topic, tmp_path / "adder", SUMFLOW_LOG_LEVEL="WARNING")
     acc.start()
     adder.start()
-    acc.wait_ready()
     yield acc, adder
     acc.kill()
     adder.kill()
@@ -85,14 +84,14 @@ def test_thousand_idle_and_slow_connections_per_port_do_not_take_the_api_down(se
     for _ in range(20):  # warm up both servers
         acc.get("/api/total")
         http_get(f"http://127.0.0.1:{metrics_port}/metrics")
-    before = {"acc": proc_status(acc.proc.pid), "adder": proc_status(adder.proc.pid)}
+    before = {"acc": proc_status(acc.pid), "adder": proc_status(adder.pid)}
 
-    conns = flood(acc.port, FLOOD) + flood(metrics_port, FLOOD)
+    conns = flood(acc.http_port, FLOOD) + flood(metrics_port, FLOOD)
     trickle(conns)
     give_up = time.monotonic() + 10
-    while time.monotonic() < give_up and min(open_sockets(acc.proc.pid), open_sockets(adder.proc.pid)) < FLOOD:
+    while time.monotonic() < give_up and min(open_sockets(acc.pid), open_sockets(adder.pid)) < FLOOD:
         time.sleep(0.1)
-    held = {"acc": open_sockets(acc.proc.pid), "adder": open_sockets(adder.proc.pid)}
+    held = {"acc": open_sockets(acc.pid), "adder": open_sockets(adder.pid)}
     assert held["acc"] >= FLOOD and held["adder"] >= FLOOD, held  # every connection was accepted
     latencies = []
     for i in range(REQUESTS):
@@ -104,7 +103,7 @@ def test_thousand_idle_and_slow_connections_per_port_do_not_take_the_api_down(se
             trickle(conns)
     status, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
     assert status == 200 and b"sumflow_grpc_requests" in body
-    during = {"acc": proc_status(acc.proc.pid), "adder": proc_status(adder.proc.pid)}
+    during = {"acc": proc_status(acc.pid), "adder": proc_status(adder.pid)}
     latencies.sort()
     p50, p99, worst = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99) - 1], latencies[-1]
     print(
@@ -118,7 +117,7 @@ def test_thousand_idle_and_slow_connections_per_port_do_not_take_the_api_down(se
 
     # the clients go quiet: the servers close their channels after the channel timeout
     give_up = time.monotonic() + CHANNEL_TIMEOUT_SECONDS * 4
-    pids = (acc.proc.pid, adder.proc.pid)
+    pids = (acc.pid, adder.pid)
     while time.monotonic() < give_up and max(open_sockets(pid) for pid in pids) > FLOOD // 10:
         time.sleep(0.5)
     remaining = [open_sockets(pid) for pid in pids]  # measured before the clients close theirs

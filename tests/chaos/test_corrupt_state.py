@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.support.chaos_processes import ACCUMULATOR_SCRIPT
+from harness.processes import ACCUMULATOR_BIN
 
 SIZES = {"short": (600, 300, 100), "long": (20_000, 5_000, 2_000)}  # before, while down, after rebuild
 
@@ -41,9 +41,7 @@ def test_corrupt_state_is_refused_and_rebuild_is_exact(size, kind, kafka_broker,
         leftover.unlink(missing_ok=True)  # the WAL lost too: only the damaged main file remains
     corrupt(db, kind, rng)
     damaged = db.read_bytes()
-    refused = subprocess.run(
-        [str(ACCUMULATOR_SCRIPT)], env=d.accumulator.env, capture_output=True, text=True, timeout=120
-    )
+    refused = subprocess.run([str(ACCUMULATOR_BIN)], env=d.accumulator.env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1, (refused.returncode, refused.stderr[-2000:])
     assert refused.stderr.count("\n") == 1, refused.stderr
     assert str(db) in refused.stderr and "sumflow-accumulator rebuild" in refused.stderr
@@ -51,13 +49,12 @@ def test_corrupt_state_is_refused_and_rebuild_is_exact(size, kind, kafka_broker,
 
     run.send(requests[before : before + down])  # while it is down
     rebuilt = subprocess.run(
-        [str(ACCUMULATOR_SCRIPT), "rebuild"], env=d.accumulator.env, capture_output=True, text=True, timeout=600
+        [str(ACCUMULATOR_BIN), "rebuild"], env=d.accumulator.env, capture_output=True, text=True, timeout=600
     )
     assert rebuilt.returncode == 0, rebuilt.stderr
     expected = sum(r.result for r in requests[: before + down])
     assert f"total={expected} applied={before + down}" in rebuilt.stdout, rebuilt.stdout
 
     d.accumulator.start()
-    d.accumulator.wait_ready()
     run.send(requests[before + down :])
     run.finish(f"corrupt state ({kind}) + rebuild", faults=1).assert_exact()

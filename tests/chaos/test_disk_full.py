@@ -61,7 +61,7 @@ def test_disk_full_stops_consuming_then_resumes_exactly(size, tmp_path: Path, ka
         assert stalled["applied"] < before + during, "it cannot have committed on a full disk"
         time.sleep(2)
         assert d.accumulator.total() == stalled, "no progress while the disk is full"
-        assert d.accumulator.alive()
+        assert d.accumulator.is_alive()
 
         filler.unlink()  # space returns
         d.accumulator.wait_ready(timeout=60)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
+from harness.kafka import unique_topic
+from harness.processes import AccumulatorProcess
 from tests.chaos.test_disk_full import fill
-from tests.support.broker import unique_topic
-from tests.support.chaos_processes import AccumulatorProcess, accumulator_env
 
 STOP_TIMEOUT_SECONDS = 30  # the unit's TimeoutStopSec
 
@@ -29,10 +29,10 @@ def test_sigterm_stops_a_stalled_accumulator_within_the_stop_timeout(kafka_broke
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
     try:
-        env = accumulator_env(boot, topic, dlq, mount, SUMFLOW_STALL_SECONDS="2")
-        acc = AccumulatorProcess(env, tmp_path / "a.log")
+        acc = AccumulatorProcess.for_broker(
+            boot, topic, tmp_path / "acc", dlq_topic=dlq, state_dir=mount, SUMFLOW_STALL_SECONDS="2"
+        )
         acc.start()
-        acc.wait_ready()
         fill(mount)
         doc = {"v": 1, "request_id": str(uuid.uuid4()), "first_number": 1, "second_number": 2, "result": 3}
         producer = KafkaProducer(bootstrap_servers=boot, acks="all")
@@ -43,7 +43,7 @@ def test_sigterm_stops_a_stalled_accumulator_within_the_stop_timeout(kafka_broke
             time.sleep(0.2)
         assert acc.get("/healthz")[0] == 503, acc.log_tail()
         started = time.monotonic()
-        assert acc.terminate(STOP_TIMEOUT_SECONDS) == 0, acc.log_tail()
+        assert acc.stop(STOP_TIMEOUT_SECONDS) == 0, acc.log_tail()
         print(f"stalled accumulator stopped {time.monotonic() - started:.1f} s after SIGTERM")
     finally:
         subprocess.run(["umount", str(mount)], check=False)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
-from tests.support.broker import KafkaBroker
-from tests.support.chaos import CrashRun
-from tests.support.services import sumflow_stack
+from harness.faults import CrashRun
+from harness.kafka import KafkaBroker
+from harness.stack import sumflow_stack
 
 REQUESTS = 3000
 KILLS = 10
@@ -37,7 +37,7 @@ def test_accumulator_sigkilled_ten_times_mid_stream_keeps_an_exact_total(kafka_b
                 phase = "starting"
             applied_before = _applied_or_none(acc)
             acc.kill()
-            kill_log.append((round(time.monotonic() - started, 2), phase, applied_before, run.stream.answered))
+            kill_log.append((round(time.monotonic() - started, 2), phase, applied_before, run.stream.acknowledged))
             run.gate.killed()
             time.sleep(rng.uniform(0.0, 0.5))  # events pile up while it is down
             acc.start(timeout=90)

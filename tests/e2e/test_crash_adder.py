@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from tests.support.broker import KafkaBroker
-from tests.support.chaos import CrashRun
-from tests.support.services import sumflow_stack
-from tests.support.topic_reader import read_events
+from harness.faults import CrashRun
+from harness.kafka import KafkaBroker
+from harness.stack import sumflow_stack
+from harness.topics import read_events
 
 REQUESTS = 2000
 KILLS = 3
@@ -26,7 +26,7 @@ def test_adder_sigkilled_mid_stream_with_retries_keeps_an_exact_total(kafka_brok
         while run.gate.done < KILLS:
             time.sleep(run.rng.uniform(0.2, 1.5))
             adder.kill()
-            kill_log.append((round(time.monotonic() - started, 2), run.stream.answered))
+            kill_log.append((round(time.monotonic() - started, 2), run.stream.acknowledged))
             run.gate.killed()
             time.sleep(run.rng.uniform(0.0, 1.0))  # clients see UNAVAILABLE and keep retrying
             adder.start(timeout=90)

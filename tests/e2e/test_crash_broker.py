@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
-from tests.support.broker import KafkaBroker
-from tests.support.chaos import CrashRun
-from tests.support.services import sumflow_stack
+from harness.faults import CrashRun
+from harness.kafka import KafkaBroker
+from harness.stack import sumflow_stack
 
 REQUESTS = 1500
 
@@ -20,7 +20,7 @@ def test_broker_killed_and_restarted_mid_stream_loses_nothing_and_counts_nothing
         with sumflow_stack(broker.bootstrap, tmp_path / "services", partitions=3) as stack:
             run = CrashRun.start(stack.adder.target, REQUESTS, kills=1, threads=4, deadline_s=180)
             time.sleep(run.rng.uniform(0.5, 2.0))
-            answered_at_kill = run.stream.answered
+            answered_at_kill = run.stream.acknowledged
             broker.kill()
             run.gate.killed()
             time.sleep(run.rng.uniform(0.0, 2.0))

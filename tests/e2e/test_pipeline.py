@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from tests.support.broker import KafkaBroker
-from tests.support.services import SumflowStack, sumflow_stack
-from tests.support.topic_reader import read_events
+from harness.kafka import KafkaBroker
+from harness.stack import SumflowStack, sumflow_stack
+from harness.topics import read_events
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -49,7 +49,7 @@ def _settle(stack: SumflowStack) -> dict[str, int]:
     stack.adder.add(rid, 0, 0)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        status, body = stack.accumulator.get("/api/summations?limit=1")
+        status, body = stack.accumulator.get_json("/api/summations?limit=1")
         assert status == 200, body
         if body["summations"] and body["summations"][0]["request_id"] == rid:
             return stack.accumulator.total()
@@ -75,9 +75,9 @@ def test_numbers_in_through_grpc_come_out_in_the_total(stack: SumflowStack, rng:
         "total": before["total"] + sum(a + b for a, b in pairs),
         "applied": before["applied"] + len(pairs),
     }
-    status, final = stack.accumulator.get("/api/final")
+    status, final = stack.accumulator.get_json("/api/final")
     assert status == 200 and final == after["total"]
-    status, recent = stack.accumulator.get("/api/summations?limit=5")
+    status, recent = stack.accumulator.get_json("/api/summations?limit=5")
     assert status == 200
     newest_first = [(row["first_number"], row["second_number"], row["result"]) for row in recent["summations"]]
     assert newest_first == [(a, b, a + b) for a, b in reversed(pairs[-5:])]

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support.broker import free_port
+from harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMFLOW = str(Path(sys.executable).parent / "sumflow")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import unique_topic
-from tests.support.chaos_processes import AccumulatorProcess, accumulator_env
+from harness.kafka import unique_topic
+from harness.processes import AccumulatorProcess
 
 
 @pytest.fixture
@@ -16,9 +16,7 @@ def accumulator(kafka_broker, tmp_path: Path) -> Iterator[tuple[AccumulatorProce
     """A ready accumulator on a new 2-partition topic and its 1-partition DLQ: (process, topic, dlq)."""
     topic = kafka_broker.create_topic(unique_topic("fuzz"), partitions=2)
     dlq = kafka_broker.create_topic(unique_topic("fuzz-dlq"), partitions=1)
-    env = accumulator_env(kafka_broker.bootstrap, topic, dlq, tmp_path / "state")
-    proc = AccumulatorProcess(env, tmp_path / "a.log")
+    proc = AccumulatorProcess.for_broker(kafka_broker.bootstrap, topic, tmp_path / "acc", dlq_topic=dlq)
     proc.start()
-    proc.wait_ready()
     yield proc, topic, dlq
     proc.kill()

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from harness.kafka import unique_topic
+from harness.processes import AdderProcess
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
-from tests.support.broker import unique_topic
-from tests.support.chaos_processes import AdderProcess, adder_env
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_RECEIVE = 64 * 1024  # the adder's grpc.max_receive_message_length
@@ -54,11 +54,11 @@ def is_uuid(text: str) -> bool:
 def adder(kafka_broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdderProcess]:
     topic = kafka_broker.create_topic(unique_topic("fuzz"), partitions=1)
     tmp: Path = tmp_path_factory.mktemp("fuzz-adder")
-    proc = AdderProcess(adder_env(kafka_broker.bootstrap, topic, tmp / "dedupe"), tmp / "adder.log")
+    proc = AdderProcess.for_broker(kafka_broker.bootstrap, topic, tmp, SUMFLOW_LOG_LEVEL="WARNING")
     proc.start()
     yield proc
-    assert proc.alive(), proc.log_tail()
-    assert proc.terminate() == 0
+    assert proc.is_alive(), proc.log_tail()
+    assert proc.stop() == 0
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +284,7 @@ def test_garbage_bytes_on_tcp_and_http2_connections(adder, channel):
                     pass
             except (ConnectionResetError, BrokenPipeError, TimeoutError):
                 pass  # the server may cut us off: fine, as long as it keeps serving others
-        assert adder.alive(), adder.log_tail()
+        assert adder.is_alive(), adder.log_tail()
         assert_still_serving(channel)
     # many half-open connections at once, then abandoned
     socks = [socket.create_connection((host, int(port)), timeout=5) for _ in range(50)]

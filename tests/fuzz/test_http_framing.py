@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import unique_topic
-from tests.support.chaos_processes import AccumulatorProcess, AdderProcess, accumulator_env, adder_env
+from harness.kafka import unique_topic
+from harness.processes import AccumulatorProcess, AdderProcess
 
 MAX_HEADER_BYTES = 16 * 1024  # sumflow.entrypoints.http_server
 MAX_BODY_BYTES = 16 * 1024
@@ -70,12 +70,13 @@ def ports(kafka_broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     tmp: Path = tmp_path_factory.mktemp("http-framing")
     topic = kafka_broker.create_topic(unique_topic("framing"))
     dlq = kafka_broker.create_topic(unique_topic("framing-dlq"))
-    acc = AccumulatorProcess(accumulator_env(kafka_broker.bootstrap, topic, dlq, tmp / "state"), tmp / "acc.log")
-    adder = AdderProcess(adder_env(kafka_broker.bootstrap, topic, tmp / "dedupe"), tmp / "adder.log")
-    acc.start()
+    acc = AccumulatorProcess.for_broker(kafka_broker.bootstrap, topic, tmp / "acc", dlq_topic=dlq)
+    adder = AdderProcess.for_broker(kafka_broker.bootstrap, topic, tmp / "adder", SUMFLOW_LOG_LEVEL="WARNING")
+    acc.start(wait=False)
     adder.start()
-    yield {"accumulator": acc.port, "adder-metrics": int(adder.env["SUMFLOW_METRICS_LISTEN"].rsplit(":", 1)[1])}
-    assert acc.alive() and adder.alive()
+    acc.wait_listening()
+    yield {"accumulator": acc.http_port, "adder-metrics": adder.metrics_port}
+    assert acc.is_alive() and adder.is_alive()
     acc.kill()
     adder.kill()
 

@@ -14,11 +14,11 @@ import uuid
 
 from kafka import KafkaProducer
 
+from harness.kafka import console_produce
+from harness.processes import AccumulatorProcess
+from harness.topics import read_dlq
 from sumflow.adapters.kafka_records import RawHeaderKey, install_lenient_header_keys
-from tests.support.broker import console_produce
-from tests.support.chaos_processes import AccumulatorProcess
-from tests.support.event_records import event_value
-from tests.support.topic_reader import read_dlq
+from tests.fixtures.event_records import event_value
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 TOPIC_MAX_BYTES = 1_048_588  # the broker's default max.message.bytes
@@ -32,7 +32,7 @@ def event(first: int, second: int) -> bytes:
 def assert_healthy(acc: AccumulatorProcess) -> None:
     status, body = acc.get("/healthz")
     assert status == 200, body
-    assert acc.alive() and acc.ready(), acc.log_tail()
+    assert acc.is_alive() and acc.ready(), acc.log_tail()
 
 
 def test_every_codec_header_size_and_transaction_is_counted_or_dead_lettered(kafka_broker, accumulator):

@@ -16,7 +16,7 @@ import uuid
 
 from kafka import KafkaProducer
 
-from tests.support.topic_reader import read_dlq
+from harness.topics import read_dlq
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_EVENT_BYTES = 64 * 1024  # documented in sumflow.domain.events
@@ -157,7 +157,7 @@ def test_hostile_records_go_to_the_dlq_and_valid_ones_are_exact(kafka_broker, ac
     dead = read_dlq(kafka_broker.bootstrap, dlq, len(invalid_positions))
     time.sleep(1)
     assert acc.total() == {"total": expected_total, "applied": len(applied_ids)} == final
-    assert acc.alive() and acc.ready(), acc.log_tail()
+    assert acc.is_alive() and acc.ready(), acc.log_tail()
     dlq_positions = []
     for record in dead:
         headers = dict(record.headers)

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaProducer
 
-from tests.support.broker import unique_topic
-from tests.support.chaos_processes import AccumulatorProcess, accumulator_env
+from harness.kafka import unique_topic
+from harness.processes import AccumulatorProcess
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +24,8 @@ def accumulator(kafka_broker, tmp_path_factory: pytest.TempPathFactory) -> Itera
     tmp: Path = tmp_path_factory.mktemp("rest-fuzz")
     topic = kafka_broker.create_topic(unique_topic("rest"), partitions=2)
     dlq = kafka_broker.create_topic(unique_topic("rest-dlq"), partitions=1)
-    proc = AccumulatorProcess(accumulator_env(kafka_broker.bootstrap, topic, dlq, tmp / "state"), tmp / "acc.log")
+    proc = AccumulatorProcess.for_broker(kafka_broker.bootstrap, topic, tmp, dlq_topic=dlq)
     proc.start()
-    proc.wait_ready()
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
     for i in range(30):  # some history, so /api/summations has rows to render
         doc = {"v": 1, "request_id": str(uuid.uuid4()), "first_number": i, "second_number": -(2**62),
@@ -35,13 +34,13 @@ def accumulator(kafka_broker, tmp_path_factory: pytest.TempPathFactory) -> Itera
     producer.close(10)
     proc.wait_applied(30)
     yield proc
-    assert proc.alive(), proc.log_tail()
-    assert proc.terminate() == 0
+    assert proc.is_alive(), proc.log_tail()
+    assert proc.stop() == 0
 
 
 @pytest.fixture(scope="module")
 def operations(accumulator: AccumulatorProcess) -> list:
-    schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{accumulator.port}/api/openapi.json")
+    schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{accumulator.http_port}/api/openapi.json")
     found = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in found} >= {"/api/total", "/api/summations", "/readyz"}
     return found

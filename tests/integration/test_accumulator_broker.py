@@ -20,11 +20,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from harness.http_client import http_get
 from sumflow.config import load_accumulator_config
 from sumflow.entrypoints.accumulator_server import Accumulator, build
 from sumflow.observability.tracing import kafka_headers, setup_tracing
-from tests.support.event_records import event_value
-from tests.support.http_client import http_get
+from tests.fixtures.event_records import event_value
 
 
 class Env:

@@ -7,8 +7,8 @@ import json
 import uuid
 from pathlib import Path
 
-from tests.support.broker import KafkaBroker
-from tests.support.services import sumflow_stack
+from harness.kafka import KafkaBroker
+from harness.stack import sumflow_stack
 
 
 def test_every_line_is_json_after_a_restart_with_state(kafka_broker: KafkaBroker, tmp_path: Path) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
+from harness.http_client import http_get
 from sumflow.adapters.audit_log import AuditPosition
-from tests.support.event_records import event_value
-from tests.support.http_client import http_get
+from tests.fixtures.event_records import event_value
 
 SCRIPT = str(Path(sys.executable).parent / "sumflow-accumulator")  # the venv's console script
 
@@ -200,7 +200,7 @@ def test_state_of_the_previous_release_schema_v1_is_migrated_and_continues(setup
     from sumflow.adapters.total_file import write_total_file
     from sumflow.domain.events import SummationEvent
     from sumflow.domain.ledger import LedgerState
-    from tests.support.ledger_v1 import write_v1_state
+    from tests.fixtures.ledger_v1 import write_v1_state
 
     env, start, _, state_dir = setup
     topic = env["SUMFLOW_TOPIC"]

@@ -13,10 +13,10 @@ import grpc
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from harness.kafka import KafkaBroker, unique_topic
 from sumflow.config import load_adder_config
 from sumflow.entrypoints.adder_app import build_adder
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
-from tests.support.broker import KafkaBroker, unique_topic
 
 
 def _keys_on(bootstrap: str, topic: str) -> list[bytes]:

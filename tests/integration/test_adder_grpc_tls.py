@@ -1,6 +1,6 @@
 """The adder's gRPC port over TLS (SUMFLOW_GRPC_TLS_CERT/KEY) and mutual TLS (+ SUMFLOW_GRPC_TLS_CLIENT_CA).
 
-Real `sumflow-adder` processes on the session broker; certificates from tests/support/pki.py. A
+Real `sumflow-adder` processes on the session broker; certificates from harness/pki.py. A
 plaintext client, a client that does not trust the server's CA, and (with mTLS) a client without a
 certificate from the client CA are all refused; the `sumflow` command with `--ca` gets its answer.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.support.broker import KafkaBroker
-from tests.support.grpc_client import AdderClient
-from tests.support.pki import IssuedCert, TestPki
-from tests.support.services import AdderProcess, ServiceError
+from harness.grpc_client import AdderClient
+from harness.kafka import KafkaBroker
+from harness.pki import IssuedCert, TestPki
+from harness.processes import AdderProcess, ServiceError
 
 pytestmark = pytest.mark.timeout(300)
 

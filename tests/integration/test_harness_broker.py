@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from tests.support.broker import KafkaBroker
+from harness.kafka import KafkaBroker
 
 
 def _consume_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:

@@ -1,7 +1,7 @@
 """Both services on a broker that wants TLS, a SCRAM-SHA-512 login and an ACL for every action.
 
 The adder and the accumulator run as real processes, each as its own Kafka user with the least
-privilege (tests/support/secure_broker.sumflow_acls), their passwords in 0600 files. The negative
+privilege (harness/secure_broker.sumflow_acls), their passwords in 0600 files. The negative
 checks are the ones a deployment must pass: no plaintext client, no write without an ACL, no read
 for the adder.
 """
@@ -18,10 +18,10 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
 
-from tests.support.broker import unique_topic
-from tests.support.pki import TestPki
-from tests.support.secure_broker import SecureKafkaBroker, sumflow_acls
-from tests.support.services import ACCUMULATOR_BIN, AccumulatorProcess, AdderProcess, ServiceError
+from harness.kafka import unique_topic
+from harness.pki import TestPki
+from harness.processes import ACCUMULATOR_BIN, AccumulatorProcess, AdderProcess, ServiceError
+from harness.secure_broker import SecureKafkaBroker, sumflow_acls
 
 pytestmark = pytest.mark.timeout(600)
 

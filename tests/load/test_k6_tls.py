@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from harness.kafka import KafkaBroker, create_topics, unique_topic
+from harness.pki import TestPki
+from harness.processes import AccumulatorProcess, AdderProcess, ServiceError
 from tests.load.k6_harness import LOOSE_LATENCY, SHORT_STAGES, run_k6
-from tests.support.broker import KafkaBroker, kraft, unique_topic
-from tests.support.pki import TestPki
-from tests.support.services import AccumulatorProcess, AdderProcess, ServiceError
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -31,7 +31,7 @@ def tls_stack(
     server = pki.issue("adder", server=True)
     probe = pki.issue("probe", client=True)
     topic = unique_topic("sum")
-    kraft.create_topics(kafka_broker.bootstrap, [topic, f"{topic}.dlq"], 1, 1)
+    create_topics(kafka_broker.bootstrap, [topic, f"{topic}.dlq"], 1, 1)
     accumulator = AccumulatorProcess.for_broker(kafka_broker.bootstrap, topic, workdir / "accumulator")
     adder = AdderProcess.for_broker(
         kafka_broker.bootstrap,

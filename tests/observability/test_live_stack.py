@@ -20,9 +20,11 @@ import pytest
 import yaml
 
 from dashgen.render import OUTPUT_DIR
+from harness.processes import ServiceProcess
+from harness.prometheus import node_exporter, prometheus
+from harness.stack import sumflow_stack
 from tests.observability.contract import DEPLOY_ONLY_METRICS, DEPLOY_ONLY_SELECTORS, LOKI_LABELS
 from tests.observability.otlp_sink import OtlpSink
-from tests.observability.processes import node_exporter, prometheus
 from tests.observability.promql import (
     dashboard_queries,
     grafana_to_prometheus,
@@ -30,7 +32,6 @@ from tests.observability.promql import (
     with_bool_comparisons,
 )
 from tests.observability.traffic import drive, produce_invalid_record
-from tests.support.services import ServiceProcess, sumflow_stack
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((REPO / "observability/prometheus/rules").glob("*.yml"))

@@ -30,7 +30,7 @@ from sumflow.observability.accumulator_telemetry import AccumulatorTelemetry
 from sumflow.observability.metrics import AccumulatorMetrics
 from sumflow.service_layer.accumulator_status import AccumulatorStatus
 from sumflow.service_layer.ledger_consumer import LedgerConsumer
-from tests.support.event_records import event_value
+from tests.fixtures.event_records import event_value
 
 
 class MemoryLog:

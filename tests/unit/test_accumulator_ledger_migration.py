@@ -12,7 +12,7 @@ from sumflow.adapters.audit_log import AuditPosition
 from sumflow.adapters.ledger_store import RECENT_EVENTS, LedgerStore, StateCorrupt, state_db_path
 from sumflow.domain.events import SummationEvent
 from sumflow.domain.ledger import LedgerState
-from tests.support.ledger_v1 import write_v1_state
+from tests.fixtures.ledger_v1 import write_v1_state
 
 
 def _v1_rows(start_seq, n, now, partition=0, first_offset=0):

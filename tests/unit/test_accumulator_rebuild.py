@@ -19,7 +19,7 @@ from sumflow.config import load_accumulator_config
 from sumflow.domain.events import SummationEvent
 from sumflow.domain.ledger import Record
 from sumflow.service_layer.rebuild import RebuildError, StateRebuild, rebuild
-from tests.support.event_records import event_value
+from tests.fixtures.event_records import event_value
 
 
 class MemoryTopic:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import sumflow
-from tests.support.broker import free_port
+from harness.ports import free_port
 
 BIN = Path(sys.executable).parent
 COMMANDS = ["sumflow", "sumflow-adder", "sumflow-accumulator"]

@@ -1,5 +1,5 @@
-"""Real Prometheus and node_exporter on loopback free ports (tests/support CommandProcess), started and
-stopped by the tests."""
+"""Real Prometheus and node_exporter on loopback free ports (CommandProcess), for the observability
+tests. Needs PyYAML (a test dependency): `make run` never imports this module."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import yaml
 
-from tests.support.broker import free_port
-from tests.support.http_client import http_ok
-from tests.support.services import CommandProcess
+from harness.http_client import http_ok
+from harness.ports import free_port
+from harness.processes import CommandProcess
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter") or ""

@@ -1,14 +1,23 @@
-"""Run Apache Kafka in KRaft mode on loopback: one combined node, or a three-node quorum.
+"""Apache Kafka in KRaft mode on loopback: one combined node, or a quorum of three; for tests,
+benchmarks and `make run`.
 
-Used by the test harness (tests/support/broker.py imports this file) and by scripts/run-local.sh.
-Stdlib only, except the readiness probe, which needs kafka-python (installed in the project venv).
+    broker = KafkaBroker(tmp_path / "kafka")
+    broker.start()                      # fetches jars if missing, formats, waits for a produce ack
+    broker.create_topic("t-1", partitions=3)
+    broker.kill(); broker.restart()     # SIGKILL, then start again on the same data dir and ports
+    broker.stop()
 
-    python scripts/kafka/kraft.py run --data-dir var/kafka --port 9092 --topic summation --topic summation.dlq
-    python scripts/kafka/kraft.py run --nodes 3 --data-dir /tmp/k3
+    cluster = KafkaCluster(tmp_path / "k3")   # three combined nodes, controller quorum of three
+    cluster.start(); cluster.nodes[0].kill(); cluster.nodes[0].start(); cluster.stop()
 
-The jars come from scripts/kafka/fetch.sh (fetched on first use). Each node runs `kafka.Kafka` from
-`java -cp libs/*` exactly as the upstream `kafka-server-start.sh` does; storage is formatted once with
-`kafka.tools.StorageTool format`, and a restart reuses the same data directory and ports.
+    python -m harness.kafka run --data-dir var/kafka --port 9092 --topic summation --topic summation.dlq
+    python -m harness.kafka run --nodes 3 --data-dir /tmp/k3
+
+Stdlib only, except topic creation and the readiness probe, which need kafka-python (a runtime
+dependency of the app, so `.venv-run` has it). The jars come from scripts/kafka/fetch.sh (fetched on
+first use). Each node runs `kafka.Kafka` from `java -cp libs/*` exactly as the upstream
+`kafka-server-start.sh` does; storage is formatted once with `kafka.tools.StorageTool format`, and a
+restart reuses the same data directory and ports.
 """
 
 from __future__ import annotations
@@ -29,10 +38,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
+
+from harness.ports import free_port
 
 KAFKA_VERSION = "4.1.1"
-HERE = Path(__file__).resolve().parent
-FETCH_SCRIPT = HERE / "fetch.sh"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FETCH_SCRIPT = REPO_ROOT / "scripts" / "kafka" / "fetch.sh"
 # Small heap; C1-only JIT and the serial GC start in a third of the time on a busy 2-core machine.
 DEFAULT_JVM_OPTS = "-Xmx512m -Xms64m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 READY_TIMEOUT_SECONDS = 120.0
@@ -96,13 +108,6 @@ def java_binary() -> str:
     if major < 17:
         raise KafkaHarnessError(f"Kafka {KAFKA_VERSION} needs Java 17+, found Java {major} at {java}")
     return java
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free right now (bind port 0); the broker binds it a moment later."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def new_cluster_id() -> str:
@@ -263,16 +268,16 @@ class KraftNode:
             return "(no broker log)"
 
 
-class KraftCluster:
-    """N combined KRaft nodes on loopback (N=1: the single-node harness, N=3: a quorum of three)."""
+class KafkaCluster:
+    """N combined KRaft nodes on loopback (default 3: a controller quorum of three)."""
 
     def __init__(
         self,
         data_dir: Path,
-        nodes: int = 1,
+        nodes: int = 3,
         ports: Sequence[int] | None = None,
         controller_ports: Sequence[int] | None = None,
-        jvm_opts: str = DEFAULT_JVM_OPTS,
+        jvm_opts: str | None = None,
         extra_properties: dict[str, str] | None = None,
         format_args: Sequence[str] = (),
         client_config: dict[str, object] | None = None,
@@ -294,7 +299,7 @@ class KraftCluster:
                 port=ports[i],
                 controller_port=controller_ports[i],
                 voters=voters,
-                jvm_opts=jvm_opts,
+                jvm_opts=jvm_opts or DEFAULT_JVM_OPTS,
                 extra_properties=dict(extra_properties or {}),
                 format_args=list(format_args),
             )
@@ -304,7 +309,12 @@ class KraftCluster:
 
     @property
     def bootstrap(self) -> str:
+        """Comma-separated HOST:PORT of every node (a valid SUMFLOW_KAFKA_BOOTSTRAP)."""
         return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def replication(self) -> int:
+        return min(len(self.nodes), 3)
 
     def prepare(self) -> None:
         """Write configs and format storage once (a restart keeps the formatted data)."""
@@ -340,10 +350,76 @@ class KraftCluster:
         for node in self.nodes:
             node.kill()
 
+    def restart(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Graceful stop, then start on the same data directories and ports."""
+        self.stop()
+        self.start(timeout)
+
+    def kill_and_restart(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        self.kill()
+        self.start(timeout)
+
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
-        wait_ready(
-            self.bootstrap, timeout, self.nodes, replication=min(len(self.nodes), 3), client_config=self.client_config
+        wait_ready(self.bootstrap, timeout, self.nodes, replication=self.replication, client_config=self.client_config)
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        replication: int | None = None,
+        configs: dict[str, str] | None = None,
+    ) -> str:
+        replication = self.replication if replication is None else replication
+        create_topics(
+            self.bootstrap, [name], partitions, replication, configs=configs, client_config=self.client_config
         )
+        return name
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(f"--- node {n.node_id} ---\n{n.log_tail(lines)}" for n in self.nodes)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class KafkaBroker(KafkaCluster):
+    """One combined broker+controller node: the single-node KRaft broker."""
+
+    def __init__(self, data_dir: Path, port: int = 0, controller_port: int = 0, jvm_opts: str | None = None) -> None:
+        super().__init__(
+            data_dir,
+            nodes=1,
+            ports=[port] if port else None,
+            controller_ports=[controller_port] if controller_port else None,
+            jvm_opts=jvm_opts,
+        )
+
+    @property
+    def node(self) -> KraftNode:
+        return self.nodes[0]
+
+    @property
+    def port(self) -> int:
+        return self.node.port
+
+    @property
+    def pid(self) -> int | None:
+        return self.node.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.node.log_path
+
+    def is_alive(self) -> bool:
+        return self.node.is_alive()
+
+
+def unique_topic(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def create_topics(
@@ -438,8 +514,25 @@ def wait_ready(
     raise KafkaHarnessError(f"Kafka at {bootstrap} not ready after {timeout}s ({last_error!r})\n{tails}")
 
 
+def console_produce(bootstrap: str, topic: str, lines: list[str], properties: dict[str, str]) -> None:
+    """Write records with the broker's bundled Java console producer (the reference client).
+
+    E.g. properties={"parse.headers": "true", "null.marker": "<NULL>"} and a line
+    "traceparent:<NULL>\\t{...}" writes a record whose traceparent header value is null.
+    """
+    args = [java_binary(), "-cp", f"{ensure_jars()}/*", "org.apache.kafka.tools.ConsoleProducer"]
+    args += ["--bootstrap-server", bootstrap, "--topic", topic, "--producer-property", "acks=all"]
+    for key, value in properties.items():
+        args += ["--property", f"{key}={value}"]
+    done = subprocess.run(
+        args, input="".join(f"{line}\n" for line in lines), text=True, capture_output=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise KafkaHarnessError(f"console producer failed ({done.returncode}): {done.stderr[-2000:]}")
+
+
 def _run(args: argparse.Namespace) -> int:
-    cluster = KraftCluster(
+    cluster = KafkaCluster(
         Path(args.data_dir),
         nodes=args.nodes,
         ports=[args.port + i for i in range(args.nodes)] if args.port else None,

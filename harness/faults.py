@@ -1,201 +1,37 @@
-"""The fault-stream driver: send N AddNumbers calls with ids, retry every unanswered one with its id,
-and judge the accumulator's result against the exact expected values.
+"""Fault runs: drive requests while faults are injected, then judge the accumulator's result against
+the exact expected values.
 
-    requests = plan_requests(5000, seed=7)
-    stream = FaultStream(adder.target, requests)
-    outcome = stream.run(timeout=600)          # blocking; stream.acknowledged is live progress
-    verdict = judge(requests, outcome, acc.total(), audit_counts(state_dir))
-    report("accumulator SIGKILL", faults=10, outcome=outcome, verdict=verdict)   # prints the table row
+    requests = plan_requests(5000, seed=7, big_share=0.05, upper_share=0.2)
+    run = FaultRun(adder.target, accumulator, state_dir, requests)
+    run.with_faults(points, inject, timeout=600)   # inject(i) when the i-th point of acknowledgements is reached
+    verdict = run.finish("accumulator SIGKILL", faults=10)   # prints and records the table row
     verdict.assert_exact()
 
-A call that ends UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED (the adder died, Kafka is down) is retried
-with the same id and numbers after a short backoff until it is acknowledged or the stream's time is up;
-any other status is an error of the service and is recorded as unexpected. Expected values: every
-acknowledged request exactly once; the total is the exact sum of their results.
+    run = CrashRun.start(adder.target, 3000, kills=10, threads=4, deadline_s=300)   # KillGate-paced
+
+Expected values: every acknowledged request exactly once; the total is the exact sum of their results
+(an unacknowledged call that reached Kafka may be applied once too).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
-import queue
 import random
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import grpc
-
-from sumflow.v1 import sum_pb2, sum_pb2_grpc
-from tests.support.chaos_processes import AccumulatorProcess
-from tests.support.request_stream import KillGate, RequestStream
-
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
-CHANNEL_OPTIONS = [
-    # the adder comes back within seconds after a SIGKILL: reconnect fast, not after minutes
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.enable_retries", 0),  # the driver retries itself, with the id, and counts it
-]
-MAX_ABS_NUMBER = 2**61  # any two of these sum inside int64
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedRequest:
-    request_id: str
-    first: int
-    second: int
-
-    @property
-    def result(self) -> int:
-        return self.first + self.second
-
-    def message(self) -> sum_pb2.AddNumbersRequest:
-        return sum_pb2.AddNumbersRequest(request_id=self.request_id, first_number=self.first, second_number=self.second)
-
-
-def plan_requests(count: int, seed: int) -> list[PlannedRequest]:
-    """`count` distinct ids with random numbers: mostly small, some near ±2**61, some negative."""
-    rng = random.Random(seed)
-    planned = []
-    for _ in range(count):
-        rid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        if rng.random() < 0.05:
-            first, second = rng.randint(-MAX_ABS_NUMBER, MAX_ABS_NUMBER), rng.randint(-MAX_ABS_NUMBER, MAX_ABS_NUMBER)
-        else:
-            first, second = rng.randint(-(10**9), 10**9), rng.randint(-(10**9), 10**9)
-        planned.append(PlannedRequest(rid if rng.random() < 0.8 else rid.upper(), first, second))
-    return planned
-
-
-@dataclass
-class StreamOutcome:
-    sent: int = 0  # distinct requests sent at least once
-    attempts: int = 0  # calls made, retries included
-    retries: int = 0
-    acknowledged: dict[str, PlannedRequest] = field(default_factory=dict)  # canonical id -> request
-    duplicate_answers: int = 0  # OK answers with duplicate=true (a retry of an id that was published)
-    retry_codes: Counter[str] = field(default_factory=Counter)
-    unexpected: list[tuple[str, str, str]] = field(default_factory=list)  # (id, code, details)
-    longest_outage: float = 0.0  # longest time without any acknowledgement while calls were pending
-    wall: float = 0.0
-
-    def merge(self, other: StreamOutcome) -> None:
-        """Add the outcome of another stream over other requests of the same run."""
-        self.sent += other.sent
-        self.attempts += other.attempts
-        self.retries += other.retries
-        self.acknowledged.update(other.acknowledged)
-        self.duplicate_answers += other.duplicate_answers
-        self.retry_codes.update(other.retry_codes)
-        self.unexpected += other.unexpected
-        self.longest_outage = max(self.longest_outage, other.longest_outage)
-        self.wall += other.wall
-
-
-class FaultStream:
-    """One client stream over a gRPC channel with a bounded window of calls in flight."""
-
-    def __init__(
-        self,
-        target: str,
-        requests: Sequence[PlannedRequest],
-        *,
-        window: int = 32,
-        call_timeout: float = 15.0,
-        backoff: float = 0.1,
-        max_backoff: float = 2.0,
-    ) -> None:
-        self.target = target
-        self.requests = list(requests)
-        self.window = window
-        self.call_timeout = call_timeout
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.outcome = StreamOutcome()
-        self.stop = threading.Event()
-
-    @property
-    def acknowledged(self) -> int:
-        return len(self.outcome.acknowledged)
-
-    def run(self, timeout: float) -> StreamOutcome:
-        """Send everything and retry until each request is acknowledged, `timeout` passes, or stop is set."""
-        out = self.outcome
-        started = time.monotonic()
-        give_up = started + timeout
-        fresh = list(reversed(self.requests))
-        retry_at: list[tuple[float, int, PlannedRequest, int]] = []  # (when, seq, request, attempt)
-        done: queue.SimpleQueue = queue.SimpleQueue()
-        inflight = 0
-        seq = 0
-        last_ack = started
-        channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
-        stub = sum_pb2_grpc.SumServiceStub(channel)
-        try:
-            while (fresh or retry_at or inflight) and time.monotonic() < give_up and not self.stop.is_set():
-                now = time.monotonic()
-                while inflight < self.window:
-                    if retry_at and retry_at[0][0] <= now:
-                        _, _, req, attempt = heapq.heappop(retry_at)
-                        out.retries += 1
-                    elif fresh:
-                        req, attempt = fresh.pop(), 0
-                        out.sent += 1
-                    else:
-                        break
-                    future = stub.AddNumbers.future(req.message(), timeout=self.call_timeout)
-                    future.add_done_callback(lambda f, r=req, a=attempt: done.put((r, a, f)))
-                    inflight += 1
-                    out.attempts += 1
-                try:
-                    req, attempt, future = done.get(timeout=0.05)
-                except queue.Empty:
-                    if inflight or retry_at:
-                        out.longest_outage = max(out.longest_outage, time.monotonic() - last_ack)
-                    continue
-                inflight -= 1
-                code = future.code()
-                if code is grpc.StatusCode.OK:
-                    last_ack = time.monotonic()
-                    self._acknowledge(req, future.result())
-                elif code in RETRYABLE:
-                    out.retry_codes[code.name] += 1
-                    delay = min(self.max_backoff, self.backoff * (2 ** min(attempt, 8))) * random.uniform(0.5, 1.0)
-                    seq += 1
-                    heapq.heappush(retry_at, (time.monotonic() + delay, seq, req, attempt + 1))
-                else:
-                    out.unexpected.append((req.request_id, code.name, future.details() or ""))
-            # let the calls still in flight finish so none is left unaccounted for
-            while inflight:
-                req, attempt, future = done.get(timeout=self.call_timeout + 5)
-                inflight -= 1
-                if future.code() is grpc.StatusCode.OK:
-                    self._acknowledge(req, future.result())
-        finally:
-            channel.close()
-            out.wall = time.monotonic() - started
-        return out
-
-    def _acknowledge(self, req: PlannedRequest, reply: sum_pb2.AddNumbersResponse) -> None:
-        out = self.outcome
-        canonical = req.request_id.lower()
-        if reply.request_id != canonical or reply.result != req.result:
-            out.unexpected.append((req.request_id, "WRONG_ANSWER", f"{reply.request_id} {reply.result}"))
-            return
-        out.duplicate_answers += int(reply.duplicate)
-        out.acknowledged[canonical] = req
+from harness.driver import KillGate, PlannedRequest, RequestStream, StreamOutcome, plan_requests
+from harness.processes import AccumulatorProcess
 
 
 def run_with_faults(
-    stream: FaultStream,
+    stream: RequestStream,
     points: Sequence[int],
     inject: Callable[[int], None],
     *,
@@ -350,13 +186,13 @@ class FaultRun:
 
     def with_faults(self, points: Sequence[int], inject: Callable[[int], None], *, timeout: float) -> StreamOutcome:
         """Send every request while `inject(i)` runs at each point (see run_with_faults)."""
-        stream = FaultStream(self.adder_target, self.requests, window=self.window)
+        stream = RequestStream(self.adder_target, self.requests, window=self.window)
         self.outcome.merge(run_with_faults(stream, points, inject, timeout=timeout))
         return self.outcome
 
     def send(self, requests: Sequence[PlannedRequest], *, timeout: float = 300) -> StreamOutcome:
         """Send a part of the requests (blocking), each retried until acknowledged or `timeout`."""
-        self.outcome.merge(FaultStream(self.adder_target, requests, window=self.window).run(timeout=timeout))
+        self.outcome.merge(RequestStream(self.adder_target, requests, window=self.window).run(timeout=timeout))
         return self.outcome
 
     def finish(self, scenario: str, *, faults: int) -> Verdict:
@@ -366,7 +202,7 @@ class FaultRun:
         assert not out.unexpected, out.unexpected[:10]
         assert len(out.acknowledged) == len(self.requests), "every request is acknowledged in the end (with retries)"
         final = self.accumulator.wait_applied(len(self.requests))
-        assert self.accumulator.terminate() == 0  # a clean stop, then the audit is read at rest
+        assert self.accumulator.stop(timeout=60) == 0  # a clean stop, then the audit is read at rest
         verdict = judge(self.requests, out, final, audit_counts(self.state_dir))
         report(
             scenario,
@@ -401,11 +237,12 @@ class CrashRun:
 
     @classmethod
     def start(cls, target: str, count: int, *, kills: int, threads: int, deadline_s: float) -> CrashRun:
+        """`threads` calls in flight at a time (the window of one RequestStream)."""
         seed = random.randrange(1 << 32)
         print(f"seed={seed}")
-        stream = RequestStream.random(count, seed)
+        stream = RequestStream(target, plan_requests(count, seed), window=threads, call_timeout=20)
         gate = KillGate(count, kills)
-        runner = stream.run_in_background(target, threads=threads, deadline_s=deadline_s, gate=gate)
+        runner = stream.run_in_background(deadline_s, gate=gate)
         return cls(random.Random(seed), stream, gate, runner)
 
     def join(self, timeout: float, diagnostics: Callable[[], str] = str) -> None:

@@ -1,0 +1,15 @@
+"""The harness: real Kafka brokers and real sumflow processes on loopback, for the tests, the
+benchmarks and `make run` (not part of the app wheel). See docs/harness.md.
+
+    kafka       KRaft brokers/clusters (KafkaBroker, KafkaCluster), topics; `python -m harness.kafka run`
+    env         the one builder of a service's environment (adder_env, accumulator_env, process_env)
+    processes   ServiceProcess -> AdderProcess, AccumulatorProcess, CommandProcess
+    stack       sumflow_stack: topics + both services, stopped on exit
+    local       what `make run` starts (`python -m harness.local`)
+    driver      the request driver: RequestStream, plan_requests, KillGate
+    faults      fault runs and their verdicts (FaultRun, CrashRun, judge, the summary table)
+    grpc_client, http_client, topics, ports, prometheus: small clients and helpers
+
+Modules that `make run` imports (kafka, env, processes, local and what they import) need only the
+app's runtime dependencies; prometheus needs PyYAML and driver/faults the generated stubs.
+"""

@@ -1,1 +1,0 @@
-"""Shared test helpers: real Kafka broker harness, service subprocesses, gRPC/HTTP clients."""
