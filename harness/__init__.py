@@ -8,6 +8,7 @@ benchmarks and `make run` (not part of the app wheel). See docs/harness.md.
     local       what `make run` starts (`python -m harness.local`)
     driver      the request driver: RequestStream, plan_requests, KillGate
     faults      fault runs and their verdicts (FaultRun, CrashRun, judge, the summary table)
+    secure_broker, pki  a SASL_SSL/SCRAM/ACL broker and a throwaway CA (security tests)
     grpc_client, http_client, topics, ports, prometheus: small clients and helpers
 
 Modules that `make run` imports (kafka, env, processes, local and what they import) need only the

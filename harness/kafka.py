@@ -548,8 +548,6 @@ def _run(args: argparse.Namespace) -> int:
         if args.topic:
             create_topics(cluster.bootstrap, args.topic, args.partitions, min(args.nodes, 3))
         print(f"kafka ready bootstrap={cluster.bootstrap} in {time.monotonic() - started:.1f}s", flush=True)
-        if args.ready_file:
-            Path(args.ready_file).write_text(cluster.bootstrap + "\n")
         while not stop.wait(1.0):
             for node in cluster.nodes:
                 if not node.is_alive():
@@ -575,7 +573,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--partitions", type=int, default=1)
     run.add_argument("--jvm-opts", default=DEFAULT_JVM_OPTS)
     run.add_argument("--timeout", type=float, default=READY_TIMEOUT_SECONDS)
-    run.add_argument("--ready-file", help="write the bootstrap string here once ready")
     sub.add_parser("fetch", help="fetch the jars into the cache")
     args = parser.parse_args(argv)
     if args.command == "fetch":

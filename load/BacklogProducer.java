@@ -1,6 +1,6 @@
 // Pre-produces the catch-up backlog fast: N summation events (first=1, second=2, result=3) with fresh
 // UUIDs, in the exact JSON of sumflow.domain.events.encode_event, keyed by request id.
-// Run: java -cp "<kafka libs>/*" benchmarks/BacklogProducer.java BOOTSTRAP TOPIC COUNT
+// Run: java -cp "<kafka libs>/*" load/BacklogProducer.java BOOTSTRAP TOPIC COUNT
 import java.nio.charset.StandardCharsets;
 import java.util.Properties;
 import java.util.UUID;

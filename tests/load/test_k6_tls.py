@@ -15,7 +15,7 @@ import pytest
 from harness.kafka import KafkaBroker, create_topics, unique_topic
 from harness.pki import TestPki
 from harness.processes import AccumulatorProcess, AdderProcess, ServiceError
-from tests.load.k6_harness import LOOSE_LATENCY, SHORT_STAGES, run_k6
+from load.k6 import LOOSE_LATENCY, SHORT_STAGES, run_k6
 
 pytestmark = pytest.mark.timeout(400)
 
