@@ -5,98 +5,43 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 
-from harness.http_client import http_get
+from harness.env import accumulator_env, process_env
+from harness.ports import free_port
+from harness.processes import ACCUMULATOR_BIN, AccumulatorProcess
 from sumflow.adapters.audit_log import AuditPosition
 from tests.fixtures.event_records import event_value
 
-SCRIPT = str(Path(sys.executable).parent / "sumflow-accumulator")  # the venv's console script
-
-
-class Proc:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
-        )
-        self.lines: list[dict] = []
-        self.port = self._wait_port()
-
-    def _wait_port(self) -> int:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"exited {self.proc.wait()}: {self.proc.stderr.read()}")
-            doc = json.loads(line)  # every log line is one JSON object
-            self.lines.append(doc)
-            if doc["msg"] == "accumulator started":
-                return int(doc["http_port"])
-        raise AssertionError("no 'accumulator started' log line")
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        return http_get(f"http://127.0.0.1:{self.port}{path}")
-
-    def wait_ready(self) -> float:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.get("/readyz")[0] == 200:
-                return time.monotonic() - self.started
-            time.sleep(0.02)
-        raise AssertionError(self.get("/readyz"))
-
-    def wait_applied(self, applied: int) -> dict:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            doc = json.loads(self.get("/api/total")[1])
-            if doc["applied"] >= applied:
-                return doc
-            time.sleep(0.05)
-        raise AssertionError(self.get("/api/total"))
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        rest = self.proc.stdout.read() if self.proc.stdout else ""
-        self.lines += [json.loads(line) for line in rest.splitlines() if line.strip()]
-        return code
+SCRIPT = str(ACCUMULATOR_BIN)  # the venv's console script
 
 
 @pytest.fixture
 def setup(kafka_broker, topic_factory, tmp_path):
     topic = topic_factory(partitions=2, prefix="accp")
-    env = {
-        **os.environ,
-        "SUMFLOW_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
-        "SUMFLOW_TOPIC": topic,
-        "SUMFLOW_DLQ_TOPIC": topic_factory(prefix="accp-dlq"),
-        "SUMFLOW_STATE_DIR": str(tmp_path / "state"),
-        "SUMFLOW_HTTP_LISTEN": "127.0.0.1:0",
-        "SUMFLOW_CONSUMER_GROUP": f"g-{topic}",
-        "SUMFLOW_HTTP_THREADS": "2",
-    }
-    env.pop("NOTIFY_SOCKET", None)
+    settings = accumulator_env(
+        kafka_broker.bootstrap,
+        topic,
+        tmp_path / "state",
+        http_port=free_port(),
+        dlq_topic=topic_factory(prefix="accp-dlq"),
+        SUMFLOW_HTTP_THREADS="2",
+    )
+    env = process_env(settings)
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
-    procs: list[Proc] = []
+    procs: list[AccumulatorProcess] = []
 
-    def start() -> Proc:
-        proc = Proc(env)
+    def start() -> AccumulatorProcess:
+        """A new process on the same state and port, started (listening), not yet waited ready for."""
+        proc = AccumulatorProcess(env, tmp_path / f"run-{len(procs)}")
         procs.append(proc)
+        proc.start(wait=False)
+        proc.wait_listening(60)
         return proc
 
     def produce(count: int, start_at: int) -> int:
@@ -110,9 +55,7 @@ def setup(kafka_broker, topic_factory, tmp_path):
     yield env, start, produce, tmp_path / "state"
     producer.close(5)
     for proc in procs:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
+        proc.kill()
 
 
 def test_config_error_is_one_line_and_exit_2(tmp_path):
@@ -127,29 +70,29 @@ def test_config_error_is_one_line_and_exit_2(tmp_path):
 def test_serves_then_exits_0_on_sigterm_and_resumes(setup):
     _, start, produce, state_dir = setup
     proc = start()
-    ready_after = proc.wait_ready()
-    print(f"ready {ready_after:.2f}s after exec")
+    proc.wait_ready(60)
     expected = produce(400, 0)
-    assert proc.wait_applied(400) == {"total": expected, "applied": 400}
-    assert proc.terminate() == 0
-    assert any(line["msg"] == "accumulator ready" for line in proc.lines)
-    assert all({"ts", "level", "msg", "service"} <= set(line) for line in proc.lines)
+    assert proc.wait_applied(400, timeout=60) == {"total": expected, "applied": 400}
+    assert proc.stop() == 0
+    lines = proc.log_lines()
+    assert any(line["msg"] == "accumulator ready" for line in lines)
+    assert all({"ts", "level", "msg", "service"} <= set(line) for line in lines)
 
     expected += produce(100, 400)  # while it is down
     again = start()
-    again.wait_ready()
+    again.wait_ready(60)
     assert again.wait_applied(500) == {"total": expected, "applied": 500}
-    assert again.terminate() == 0
+    assert again.stop() == 0
     assert json.loads((state_dir / "total.json").read_bytes())["total"] == expected
 
 
 def test_corrupt_state_refuses_to_start_and_rebuild_recovers_it(setup):
     env, start, produce, state_dir = setup
     proc = start()
-    proc.wait_ready()
+    proc.wait_ready(60)
     expected = produce(300, 0)
     proc.wait_applied(300)
-    assert proc.terminate() == 0
+    assert proc.stop() == 0
 
     db = state_dir / "state.db"
     db.write_bytes(db.read_bytes()[:1000])  # truncated
@@ -166,10 +109,10 @@ def test_corrupt_state_refuses_to_start_and_rebuild_recovers_it(setup):
     assert list(state_dir.glob("state.db.corrupt-*"))
 
     proc = start()
-    proc.wait_ready()
+    proc.wait_ready(60)
     expected += produce(20, 350)
     assert proc.wait_applied(370) == {"total": expected, "applied": 370}
-    assert proc.terminate() == 0
+    assert proc.stop() == 0
     audit = [
         json.loads(line)
         for path in sorted((state_dir / "audit").glob("audit-*.jsonl"))
@@ -181,10 +124,10 @@ def test_corrupt_state_refuses_to_start_and_rebuild_recovers_it(setup):
 def test_missing_database_with_existing_audit_is_refused(setup):
     env, start, produce, state_dir = setup
     proc = start()
-    proc.wait_ready()
+    proc.wait_ready(60)
     produce(10, 0)
     proc.wait_applied(10)
-    assert proc.terminate() == 0
+    assert proc.stop() == 0
     (state_dir / "state.db").unlink()
     refused = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "state database is missing" in refused.stderr
@@ -223,7 +166,7 @@ def test_state_of_the_previous_release_schema_v1_is_migrated_and_continues(setup
         write_total_file(state_dir, LedgerState(total, 40, {0: 40}), now)
 
         proc = start()
-        proc.wait_ready()
+        proc.wait_ready(60)
         assert json.loads(proc.get("/api/total")[1]) == {"total": total, "applied": 40}
         newest = json.loads(proc.get("/api/summations?limit=3")[1])["summations"]
         assert [(s["request_id"], s["offset"], s["result"]) for s in newest] == [
@@ -239,7 +182,7 @@ def test_state_of_the_previous_release_schema_v1_is_migrated_and_continues(setup
         assert proc.wait_applied(50) == {"total": total, "applied": 50}
         metrics = proc.get("/metrics")[1].decode()
         assert "sumflow_accumulator_duplicates_dropped_total 3.0" in metrics
-        assert proc.terminate() == 0
+        assert proc.stop() == 0
     finally:
         producer.close(5)
     conn = sqlite3.connect(state_dir / "state.db")
