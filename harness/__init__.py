@@ -11,6 +11,6 @@ benchmarks and `make run` (not part of the app wheel). See docs/harness.md.
     secure_broker, pki  a SASL_SSL/SCRAM/ACL broker and a throwaway CA (security tests)
     grpc_client, http_client, topics, ports, prometheus: small clients and helpers
 
-Modules that `make run` imports (kafka, env, processes, local and what they import) need only the
-app's runtime dependencies; prometheus needs PyYAML and driver/faults the generated stubs.
+The modules `make run` imports (local, kafka, env, processes, ports, the two clients) need only the
+app's runtime dependencies, so `.venv-run` can run them; prometheus needs PyYAML (a test dependency).
 """
