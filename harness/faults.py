@@ -7,7 +7,7 @@ the exact expected values.
     verdict = run.finish("accumulator SIGKILL", faults=10)   # prints and records the table row
     verdict.assert_exact()
 
-    run = CrashRun.start(adder.target, 3000, kills=10, threads=4, deadline_s=300)   # KillGate-paced
+    run = CrashRun.start(adder.target, 3000, kills=10, window=4, deadline_s=300)   # KillGate-paced
 
 Expected values: every acknowledged request exactly once; the total is the exact sum of their results
 (an unacknowledged call that reached Kafka may be applied once too).
@@ -24,7 +24,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from harness.driver import KillGate, PlannedRequest, RequestStream, StreamOutcome, plan_requests
 from harness.processes import AccumulatorProcess
@@ -215,16 +214,12 @@ class FaultRun:
         return verdict
 
 
-class _AppliedCounter(Protocol):
-    def wait_applied(self, applied: int, timeout: float = ...) -> Mapping[str, int]: ...
-
-
 @dataclass
 class CrashRun:
     """The e2e crash tests' stream: a fresh random seed (printed, to replay a failure), an rng for
     the kill timing, and the request stream paced by a KillGate so the kills land mid-stream.
 
-        run = CrashRun.start(stack.adder.target, 3000, kills=10, threads=4, deadline_s=300)
+        run = CrashRun.start(stack.adder.target, 3000, kills=10, window=4, deadline_s=300)
         while run.gate.done < run.gate.kills: ...kill something...; run.gate.killed()
         run.join(360)                        # every request answered (after retries)
         run.assert_exact(stack.accumulator)  # total and count of the distinct requests, exactly
@@ -236,11 +231,11 @@ class CrashRun:
     runner: threading.Thread
 
     @classmethod
-    def start(cls, target: str, count: int, *, kills: int, threads: int, deadline_s: float) -> CrashRun:
-        """`threads` calls in flight at a time (the window of one RequestStream)."""
+    def start(cls, target: str, count: int, *, kills: int, window: int, deadline_s: float) -> CrashRun:
+        """At most `window` calls in flight (one RequestStream), retried until `deadline_s`."""
         seed = random.randrange(1 << 32)
         print(f"seed={seed}")
-        stream = RequestStream(target, plan_requests(count, seed), window=threads, call_timeout=20)
+        stream = RequestStream(target, plan_requests(count, seed), window=window, call_timeout=20)
         gate = KillGate(count, kills)
         runner = stream.run_in_background(deadline_s, gate=gate)
         return cls(random.Random(seed), stream, gate, runner)
@@ -252,7 +247,7 @@ class CrashRun:
         assert not self.runner.is_alive(), f"request stream did not finish in time\n{diagnostics()}"
         self.stream.assert_all_answered()
 
-    def assert_exact(self, accumulator: _AppliedCounter, timeout: float = 120) -> Mapping[str, int]:
+    def assert_exact(self, accumulator: AccumulatorProcess, timeout: float = 120) -> Mapping[str, int]:
         final = accumulator.wait_applied(self.stream.count, timeout=timeout)
         assert final == {"total": self.stream.expected_total, "applied": self.stream.count}
         return final

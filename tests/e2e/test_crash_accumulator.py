@@ -22,7 +22,7 @@ def test_accumulator_sigkilled_ten_times_mid_stream_keeps_an_exact_total(kafka_b
         accumulator_env={"SUMFLOW_MAX_POLL_RECORDS": "200"},  # small batches: more commits to interrupt
     ) as stack:
         acc = stack.accumulator
-        run = CrashRun.start(stack.adder.target, REQUESTS, kills=KILLS, threads=4, deadline_s=300)
+        run = CrashRun.start(stack.adder.target, REQUESTS, kills=KILLS, window=4, deadline_s=300)
         rng = run.rng
         started = time.monotonic()
         kill_log = []

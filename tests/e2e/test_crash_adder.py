@@ -20,7 +20,7 @@ KILLS = 3
 def test_adder_sigkilled_mid_stream_with_retries_keeps_an_exact_total(kafka_broker: KafkaBroker, tmp_path) -> None:
     with sumflow_stack(kafka_broker.bootstrap, tmp_path, partitions=3) as stack:
         adder = stack.adder
-        run = CrashRun.start(adder.target, REQUESTS, kills=KILLS, threads=6, deadline_s=300)
+        run = CrashRun.start(adder.target, REQUESTS, kills=KILLS, window=6, deadline_s=300)
         kill_log = []
         started = time.monotonic()
         while run.gate.done < KILLS:

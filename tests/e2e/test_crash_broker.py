@@ -18,7 +18,7 @@ def test_broker_killed_and_restarted_mid_stream_loses_nothing_and_counts_nothing
     broker.start()
     try:
         with sumflow_stack(broker.bootstrap, tmp_path / "services", partitions=3) as stack:
-            run = CrashRun.start(stack.adder.target, REQUESTS, kills=1, threads=4, deadline_s=180)
+            run = CrashRun.start(stack.adder.target, REQUESTS, kills=1, window=4, deadline_s=180)
             time.sleep(run.rng.uniform(0.5, 2.0))
             answered_at_kill = run.stream.acknowledged
             broker.kill()
