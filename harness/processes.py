@@ -255,6 +255,17 @@ class ServiceProcess:
                 docs.append(doc)
         return docs
 
+    def wait_for_log_line(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+        """The first JSON log record that matches, waiting for it (bounded) while the process runs."""
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            found.extend(doc for doc in self.log_lines() if predicate(doc))
+            return bool(found)
+
+        self.wait_until(seen, "logging the expected line", timeout, 0.2)
+        return found[0]
+
 
 class CommandProcess(ServiceProcess):
     """Any other program (Prometheus, node_exporter, a baseline server) with a readiness predicate."""

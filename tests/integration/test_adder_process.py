@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +84,8 @@ def test_dedupe_survives_a_restart(new_adder) -> None:
 def test_several_processes_share_the_port_and_a_dead_worker_is_replaced(new_adder) -> None:
     adder = new_adder("multi", SUMFLOW_ADDER_PROCESSES="2")
     adder.start()
-    ready = next(line for line in adder.log_lines() if line.get("processes") == 2)
+    # health answers as soon as one worker serves; the supervisor logs the workers once all are up
+    ready = adder.wait_for_log_line(lambda line: line.get("processes") == 2)
     workers = ready["worker_pids"]
     assert len(workers) == 2
 
@@ -101,13 +101,7 @@ def test_several_processes_share_the_port_and_a_dead_worker_is_replaced(new_adde
     assert 'sumflow_grpc_requests_total{code="OK",method="sumflow.v1.SumService/AddNumbers"} 12.0' in text
 
     os.kill(workers[0], signal.SIGKILL)
-    give_up = time.monotonic() + 60
-    while time.monotonic() < give_up:
-        if any(line.get("msg") == "worker died: restarting it" for line in adder.log_lines()):
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(adder.log_tail())
+    adder.wait_for_log_line(lambda line: line.get("msg") == "worker died: restarting it")
     replies = [adder.add(str(uuid.uuid4()), 1, 1) for _ in range(5)]  # the other worker keeps serving
     assert all(r.result == 2 for r in replies)
     assert adder.stop() == 0
