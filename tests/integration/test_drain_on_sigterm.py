@@ -22,10 +22,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.broker import KafkaBroker
-from tests.support.grpc_client import AdderClient, channel, health_status
-from tests.support.http_client import get_json
-from tests.support.services import AccumulatorProcess, AdderProcess
+from harness.grpc_client import AdderClient, channel, health_status
+from harness.http_client import get_json
+from harness.kafka import KafkaBroker
+from harness.processes import AccumulatorProcess, AdderProcess
 
 SERVICE = "sumflow.v1.SumService"
 DRAIN_SECONDS = "5"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from tests.support.broker import KafkaBroker
-from tests.support.event_records import event_value
-from tests.support.services import ACCUMULATOR_BIN, AccumulatorProcess
+from harness.kafka import KafkaBroker
+from harness.processes import ACCUMULATOR_BIN, AccumulatorProcess
+from tests.fixtures.event_records import event_value
 
 PARTITIONS = 2
 BEFORE = 400  # applied before the backup starts

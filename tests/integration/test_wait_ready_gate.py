@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.broker import KafkaBroker
-from tests.support.services import sumflow_stack
+from harness.kafka import KafkaBroker
+from harness.stack import sumflow_stack
 
 GATE = Path(__file__).resolve().parents[2] / "roles" / "sumflow" / "files" / "sumflow-wait-ready.py"
 

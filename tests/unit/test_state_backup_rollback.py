@@ -14,7 +14,7 @@ import pytest
 from sumflow.adapters.ledger_backup import read_ledger
 from sumflow.adapters.ledger_store import LedgerStore
 from sumflow.entrypoints.accumulator_main import main
-from tests.support.ledger_v1 import write_v1_state
+from tests.fixtures.ledger_v1 import write_v1_state
 
 COMMITTED_AUDIT = b'{"request_id":"a"}\n{"request_id":"b"}\n'
 UNCOMMITTED_TAIL = b'{"request_id":"c"}\n'  # appended, its batch not committed: never in a backup
