@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from sumflow.adapters.audit_log import read_audit
 from sumflow.adapters.state_dir import audit_dir
 from sumflow.adapters.total_file import read_total_file, write_total_file
-from sumflow.bootstrap_accumulator import open_state
+from sumflow.bootstrap.accumulator import open_state
 from sumflow.config import load_accumulator_config
 from sumflow.domain.ledger import Record
 from sumflow.observability.accumulator_telemetry import AccumulatorTelemetry

@@ -14,7 +14,7 @@ import pytest
 from sumflow.adapters.audit_log import AuditPosition, read_audit
 from sumflow.adapters.state_dir import audit_dir, move_state_db_aside
 from sumflow.adapters.total_file import read_total_file, write_total_file
-from sumflow.bootstrap_accumulator import new_audit_log, new_store, open_state
+from sumflow.bootstrap.accumulator import new_audit_log, new_store, open_state
 from sumflow.config import load_accumulator_config
 from sumflow.domain.events import SummationEvent
 from sumflow.domain.ledger import Record

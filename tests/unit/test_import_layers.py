@@ -1,7 +1,7 @@
 """The package's import graph: no cycles, and no import that runs back up a layer.
 
 Layers, top to bottom (a module imports only from its own layer or the ones below):
-    entrypoints  ->  bootstrap_*  ->  service_layer  ->  adapters  ->  domain
+    entrypoints  ->  bootstrap  ->  service_layer  ->  adapters  ->  domain
 observability (logging, metrics, tracing, telemetry glue) may be imported by every layer but the
 domain, and imports none of them (the domain's types are fine: they are what it reports on).
 config (the SUMFLOW_* environment) is read by the bootstrap and the entrypoints only.
@@ -72,7 +72,7 @@ def area(module: str) -> str:
     if len(parts) == 1:
         return "package"
     top = parts[1]
-    return "bootstrap" if top.startswith("bootstrap_") else top
+    return top
 
 
 def violation(source: str, target: str) -> str | None:
@@ -129,7 +129,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_the_package():
     graph = import_graph()
     assert len(graph) > 30
-    assert "sumflow.service_layer.ledger_consumer" in graph["sumflow.bootstrap_accumulator"]
+    assert "sumflow.service_layer.ledger_consumer" in graph["sumflow.bootstrap.accumulator"]
     assert "sumflow.entrypoints.accumulator_server" in graph["sumflow.entrypoints.accumulator_main"]  # a lazy import
     assert {"sumflow.adapters.audit_log", "sumflow.domain.events"} <= graph["sumflow.adapters.accumulator_ports"]
     assert "sumflow.domain.events" in graph["sumflow.domain.ledger"]
@@ -152,17 +152,17 @@ def test_no_import_runs_up_a_layer():
 @pytest.mark.parametrize(
     ("source", "target", "broken"),
     [
-        ("sumflow.bootstrap_accumulator", "sumflow.entrypoints.http_server", True),
-        ("sumflow.service_layer.rebuild", "sumflow.bootstrap_accumulator", True),
+        ("sumflow.bootstrap.accumulator", "sumflow.entrypoints.http_server", True),
+        ("sumflow.service_layer.rebuild", "sumflow.bootstrap.accumulator", True),
         ("sumflow.adapters.audit_log", "sumflow.service_layer.ledger_consumer", True),
         ("sumflow.domain.ledger", "sumflow.adapters.audit_log", True),
         ("sumflow.domain.events", "sumflow.observability.metrics", True),
         ("sumflow.observability.metrics", "sumflow.adapters.ledger_store", True),
         ("sumflow.service_layer.rebuild", "sumflow.config", True),
-        ("sumflow.entrypoints.accumulator_main", "sumflow.bootstrap_accumulator", False),
+        ("sumflow.entrypoints.accumulator_main", "sumflow.bootstrap.accumulator", False),
         ("sumflow.service_layer.ledger_consumer", "sumflow.observability.accumulator_telemetry", False),
         ("sumflow.observability.accumulator_telemetry", "sumflow.domain.ledger", False),
-        ("sumflow.bootstrap_accumulator", "sumflow.config", False),
+        ("sumflow.bootstrap.accumulator", "sumflow.config", False),
     ],
 )
 def test_the_rules(source, target, broken):

@@ -2,7 +2,7 @@
 
 `service_layer/ledger_consumer.py` and `service_layer/rebuild.py` depend on these, not on the
 concrete adapters (`event_source`, `topic_reader`, `dlq_publisher`, `ledger_store`, `audit_log`,
-`total_file`), which bootstrap_accumulator passes in; the unit tests pass in-memory ones. Plain
+`total_file`), which bootstrap.accumulator passes in; the unit tests pass in-memory ones. Plain
 typing and exceptions: importing this module loads no Kafka client.
 """
 

@@ -1,6 +1,6 @@
 """The running accumulator: the HTTP API (waitress) and the ledger consumer, each in its own thread.
 
-`build` takes the service objects from bootstrap_accumulator and puts the HTTP server in front of
+`build` takes the service objects from bootstrap.accumulator and puts the HTTP server in front of
 them. `Accumulator.start` serves HTTP at once (readiness 503 until the consumer thread has assigned
 the partitions) and runs the consumer loop in its own thread.
 """
@@ -16,8 +16,8 @@ from typing import Any
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
-from sumflow.bootstrap_accumulator import AccumulatorService
-from sumflow.bootstrap_accumulator import build as build_service
+from sumflow.bootstrap.accumulator import AccumulatorService
+from sumflow.bootstrap.accumulator import build as build_service
 from sumflow.config import AccumulatorConfig, split_listen
 from sumflow.entrypoints.accumulator_app import create_app, instrument
 from sumflow.entrypoints.http_server import create_http_server

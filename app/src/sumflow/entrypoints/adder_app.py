@@ -1,6 +1,6 @@
 """The running adder: the bootstrap's service objects behind the gRPC server and the metrics endpoint.
 
-`build_adder` builds the services (bootstrap_adder.py), then binds the gRPC server (health
+`build_adder` builds the services (bootstrap/adder.py), then binds the gRPC server (health
 NOT_SERVING) and the metrics endpoint, and serves nothing yet; `AdderApp.start()` starts the gRPC
 server and turns health SERVING; `AdderApp.drain()` turns health NOT_SERVING for good and keeps
 serving for a while (a load balancer's health check notices); `AdderApp.stop()` refuses new calls and
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from sumflow.bootstrap_adder import AdderServices, build_adder_services
+from sumflow.bootstrap.adder import AdderServices, build_adder_services
 from sumflow.config import AdderConfig, split_listen
 from sumflow.entrypoints import http_server
 from sumflow.entrypoints.adder_grpc_server import AdderGrpcServer

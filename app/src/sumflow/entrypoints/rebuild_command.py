@@ -20,7 +20,7 @@ def run_rebuild(prog: str, *, audit_only: bool, progress: bool = True) -> int:
         print(f"{prog}: configuration error: {exc}", file=sys.stderr, flush=True)
         return 2
     from sumflow.adapters.state_dir import StateDirLocked
-    from sumflow.bootstrap_accumulator import rebuild_state
+    from sumflow.bootstrap.accumulator import rebuild_state
     from sumflow.entrypoints.progress_bar import ProgressBar
     from sumflow.observability.logging import setup_logging
     from sumflow.service_layer.rebuild import NoProgress, RebuildError

@@ -1,7 +1,7 @@
 """Recovery: rebuild the accumulator's state from the audit log and the Kafka topic.
 
 `sumflow-accumulator rebuild` (same environment as the service, service stopped; wired by
-bootstrap_accumulator.rebuild_state, which holds the state directory's lock):
+bootstrap.accumulator.rebuild_state, which holds the state directory's lock):
 1. reads every audit segment (applied events, oldest first; a torn last line is dropped);
 2. reads the topic from the beginning of every partition up to its current end, decoding events
    (skipped with `--audit-only`, e.g. when the topic's data is gone too);
@@ -63,7 +63,7 @@ class RebuildReport:
 
 @dataclass
 class StateRebuild:
-    """The adapters a rebuild works on (built by bootstrap_accumulator.rebuild_state)."""
+    """The adapters a rebuild works on (built by bootstrap.accumulator.rebuild_state)."""
 
     audit: AuditArchive
     topic: Callable[[], TopicReader] | None  # None: the audit only

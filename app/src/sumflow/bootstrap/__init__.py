@@ -1,0 +1,1 @@
+"""The one place that wires each service: adapters and service layer from the configuration."""
