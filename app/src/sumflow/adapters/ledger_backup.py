@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sumflow.adapters.audit_log import AuditPosition, list_segments, segment_name
-from sumflow.adapters.ledger_store import state_db_path
+from sumflow.adapters.ledger_store import read_ledger_row, state_db_path
 from sumflow.adapters.state_dir import AUDIT_DIR_NAME
 from sumflow.adapters.total_file import fsync_dir, total_file_path, write_atomically, write_total_file
 from sumflow.domain.ledger import LedgerState
@@ -92,9 +92,7 @@ def read_ledger(db: Path) -> tuple[int, LedgerState, AuditPosition, float]:
         check = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
         if check != ["ok"]:
             raise BackupError(f"{db}: integrity check failed: {'; '.join(check[:3])}")
-        row = conn.execute(
-            "SELECT schema_version, total, applied, audit_segment, audit_size, updated_at FROM ledger WHERE id = 1"
-        ).fetchone()
+        row = read_ledger_row(conn)
         if row is None:
             raise BackupError(f"{db}: the ledger row is missing")
         version, total, applied, segment, size, updated_at = row

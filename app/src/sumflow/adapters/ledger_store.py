@@ -133,6 +133,13 @@ def state_db_path(state_dir: Path) -> Path:
     return state_dir / STATE_DB_NAME
 
 
+def read_ledger_row(conn: sqlite3.Connection) -> tuple[int, str, int, int, int, float] | None:
+    """(schema_version, total, applied, audit_segment, audit_size, updated_at) of the ledger, or None."""
+    return conn.execute(
+        "SELECT schema_version, total, applied, audit_segment, audit_size, updated_at FROM ledger WHERE id = 1"
+    ).fetchone()
+
+
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
@@ -177,9 +184,7 @@ class LedgerStore:
 
     def load(self) -> StoredState:
         conn = self._writer()
-        row = conn.execute(
-            "SELECT schema_version, total, applied, audit_segment, audit_size, updated_at FROM ledger WHERE id = 1"
-        ).fetchone()
+        row = read_ledger_row(conn)
         if row is None:
             raise StateCorrupt(f"{self.path}: the ledger row is missing")
         version, total, applied, segment, size, updated_at = row
