@@ -25,5 +25,7 @@ def test_every_line_is_json_after_a_restart_with_state(kafka_broker: KafkaBroker
     assert len(ready) == 2
     assert ready[0]["offsets"] == {}
     offsets = ready[1]["offsets"]
-    assert sorted(offsets) == ["0", "1", "2"]
+    # keyed by partition number (as strings in JSON); the ids hash to partitions at random, so a
+    # partition may have received none of the 12 (about 2% of runs)
+    assert offsets and set(offsets) <= {"0", "1", "2"}, offsets
     assert sum(offsets.values()) == 12
