@@ -307,21 +307,7 @@ def test_the_quorum_check_works_over_the_controller_listener(deployment: Deploym
 
 def test_an_authenticated_user_without_acls_cannot_write_summation(deployment: Deployment) -> None:
     password = uuid.uuid4().hex
-    created = deployment.tool(
-        "kafka.admin.ConfigCommand",
-        "--bootstrap-server",
-        deployment.bootstrap,
-        "--command-config",
-        str(deployment.etc_kafka / "admin-client.properties"),
-        "--alter",
-        "--entity-type",
-        "users",
-        "--entity-name",
-        "intruder",
-        "--add-config",
-        f"SCRAM-SHA-512=[password={password}]",
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
+    _create_user(deployment, "intruder", password)
     before = _end_offset(deployment, "summation")
     mark = deployment.log_size()
     producer = KafkaProducer(
@@ -384,6 +370,87 @@ def test_the_services_count_exactly_with_the_role_users_and_acls(deployment: Dep
                 service.kill()
     assert _end_offset(deployment, "summation.dlq", partitions=1) == 1
     assert " is Denied operation" not in deployment.log_since(mark)
+
+
+def test_the_molecule_probe_sees_the_same_refusals(deployment: Deployment) -> None:
+    """molecule/shared/verify_kafka_security.yml's check, against this broker: it can fail."""
+    (deployment.root / "probe-intruder.password").write_text("probe-password-1\n")
+    _create_user(deployment, "probe-intruder", "probe-password-1")
+    login = [
+        f"--ca={deployment.etc_kafka / 'tls/ca.crt'}",
+        "--user=admin",
+        f"--password-file={deployment.credentials / 'kafka_admin_password'}",
+    ]
+    probe = [sys.executable, str(REPO / "molecule/default/files/deployment_probe.py")]
+    refusals = subprocess.run(
+        [
+            *probe,
+            "kafka-refusals",
+            f"--bootstrap={deployment.bootstrap}",
+            "--topic=summation",
+            *login,
+            "--intruder=probe-intruder",
+            f"--intruder-password-file={deployment.root / 'probe-intruder.password'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert refusals.returncode == 0, refusals.stdout + refusals.stderr
+    seen = json.loads(refusals.stdout)
+    assert seen["plaintext"].startswith("refused") and seen["write_without_acl"].startswith("refused"), seen
+    topics = subprocess.run(
+        [
+            *probe,
+            "topics",
+            f"--bootstrap={deployment.bootstrap}",
+            "--topic=summation=6",
+            "--topic=summation.dlq=1",
+            *login,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert topics.returncode == 0, topics.stdout + topics.stderr
+    # the admin may write: the same probe fails when the "intruder" is allowed to
+    allowed = subprocess.run(
+        [
+            *probe,
+            "kafka-refusals",
+            f"--bootstrap={deployment.bootstrap}",
+            "--topic=summation.dlq",
+            *login,
+            "--intruder=admin",
+            f"--intruder-password-file={deployment.credentials / 'kafka_admin_password'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert allowed.returncode == 1 and "(no ACLs) wrote an event" in allowed.stderr, allowed.stdout + allowed.stderr
+
+
+def _create_user(deployment: Deployment, name: str, password: str) -> None:
+    """A SCRAM user made with the role's admin tooling, as molecule/shared/verify_kafka_security.yml does."""
+    created = deployment.tool(
+        "kafka.admin.ConfigCommand",
+        "--bootstrap-server",
+        deployment.bootstrap,
+        "--command-config",
+        str(deployment.etc_kafka / "admin-client.properties"),
+        "--alter",
+        "--entity-type",
+        "users",
+        "--entity-name",
+        name,
+        "--add-config",
+        f"SCRAM-SHA-512=[password={password}]",
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
 
 
 def _end_offset(deployment: Deployment, topic: str, partitions: int | None = None) -> int:

@@ -86,6 +86,16 @@ BAD_INPUTS = {
     "kafka heap": ({"kafka_heap_size": "1gb"}, "kafka", "kafka_heap_size must be a JVM size"),
     "kafka ids": ({"kafka_node_id": 1}, "kafka", "must be positive and unique"),
     "kafka min.insync": ({"kafka_min_insync_replicas": 4}, "kafka", "min.insync.replicas"),
+    "kafka password": ({"kafka_admin_password": 'a-long-password-with-a-"quote'}, "kafka", "passwords at least 16"),
+    "kafka acl": (
+        {
+            "kafka_acls": [
+                {"principal": "sumflow-adder", "resource_type": "topic", "name": "t", "operations": ["Write"]}
+            ]
+        },
+        "kafka",
+        "kafka_acls: principal User:<name>",
+    ),
     "sumflow ports": ({"sumflow_http_port": 50051}, "adder", "must be distinct ports"),
     "sumflow watchdog": ({"sumflow_accumulator_watchdog_seconds": 0}, "accumulator", "must be whole seconds >= 1"),
     "sumflow paths": ({"sumflow_state_root": "var/lib/sumflow"}, "adder", "must be absolute paths"),
@@ -113,6 +123,7 @@ def test_bad_input_stops_the_run_with_its_message(case: str, tmp_path: Path) -> 
     proc = _site_preflight(REPO / "inventory/example", tmp_path, extra, "--limit", limit)
     assert proc.returncode != 0, proc.stdout[-3000:]
     assert message in proc.stdout, proc.stdout[-6000:]
+    assert "a-long-password-with" not in proc.stdout
 
 
 def test_two_kafka_nodes_are_refused(tmp_path: Path) -> None:

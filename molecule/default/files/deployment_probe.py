@@ -4,8 +4,14 @@
         One AddNumbers call over gRPC must raise GET /api/total by exactly first + second, once:
         the total reaches the expected value, a retry with the same request_id is answered as a
         duplicate with the same result, and the total does not move again.
-    deployment_probe.py topics --bootstrap HOST:PORT --topic NAME=PARTITIONS ...
+    deployment_probe.py topics --bootstrap HOST:PORT --topic NAME=PARTITIONS ... [KAFKA LOGIN]
         Every topic exists with exactly that many partitions, each with a leader.
+    deployment_probe.py kafka-refusals --bootstrap HOST:PORT --topic NAME KAFKA LOGIN
+                                       --intruder USER --intruder-password-file FILE
+        A plaintext client is refused; USER (authenticated, without ACLs) cannot write a well-formed
+        event to NAME; the topic's end offsets, read with the login, did not move.
+KAFKA LOGIN: --ca FILE --user NAME --password-file FILE (SASL_SSL with SCRAM-SHA-512, the host name
+checked against the broker's certificate); without it, PLAINTEXT.
     deployment_probe.py targets --prometheus http://HOST:PORT --expect N [--timeout S]
         Prometheus has at least N active scrape targets, every one of them up.
 
@@ -22,10 +28,16 @@ import sys
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
 
+from sumflow.adapters.kafka_security import kafka_client_security
+from sumflow.domain.events import encode_event
+from sumflow.domain.summation import AddCommand
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
 
 
@@ -97,11 +109,56 @@ def probe_flow(adder: str, accumulator: str, timeout: float, settle: float) -> d
     return {"before": before, "added": [first, second], "after": after, "final": final}
 
 
-def probe_topics(bootstrap: str, expected: dict[str, int], timeout: float) -> dict[str, Any]:
+def _login(ca: str | None, user: str | None, password_file: str | None) -> dict[str, Any]:
+    """kafka-python keyword arguments: SASL_SSL as `user` when a CA is given, else PLAINTEXT."""
+    if ca is None:
+        return {}
+    return kafka_client_security(
+        "SASL_SSL", ca_file=Path(ca), sasl_username=user, sasl_password_file=Path(password_file or "")
+    )
+
+
+def _end_offsets(bootstrap: str, topic: str, login: dict[str, Any]) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=30_000, **login)
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise ProbeError(f"{topic}: no partitions visible to the login")
+        return sum(consumer.end_offsets([TopicPartition(topic, p) for p in partitions]).values())
+    finally:
+        consumer.close()
+
+
+def probe_kafka_refusals(bootstrap: str, topic: str, login: dict[str, Any], intruder: dict[str, Any]) -> dict[str, Any]:
+    before = _end_offsets(bootstrap, topic, login)
+    try:
+        KafkaProducer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=5000, request_timeout_ms=3000).close()
+    except KafkaError as exc:
+        plaintext = f"refused: {exc!r}"
+    else:
+        raise ProbeError(f"a PLAINTEXT client connected to {bootstrap}")
+    # the constructor connects and authenticates: past it, the login worked and only ACLs can refuse
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_block_ms=10_000, **intruder)
+    forged = AddCommand(str(uuid.uuid4()), 10**12, 1)
+    try:
+        producer.send(topic, encode_event(forged, int(time.time() * 1000))).get(timeout=20)
+    except (TopicAuthorizationFailedError, KafkaTimeoutError) as exc:
+        unauthorized = f"refused: {exc!r}"
+    else:
+        raise ProbeError(f"{intruder['sasl_plain_username']} (no ACLs) wrote an event to {topic}")
+    finally:
+        producer.close(timeout=5)
+    after = _end_offsets(bootstrap, topic, login)
+    if after != before:
+        raise ProbeError(f"{topic} end offsets moved from {before} to {after}")
+    return {"plaintext": plaintext, "write_without_acl": unauthorized, "end_offsets": after}
+
+
+def probe_topics(bootstrap: str, expected: dict[str, int], timeout: float, login: dict[str, Any]) -> dict[str, Any]:
     from kafka import KafkaAdminClient
 
     deadline = time.monotonic() + timeout
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **login)
     try:
         while True:
             # Metadata response dicts: {"name", "error_code", "partitions": [{"leader_id", ...}]}
@@ -157,6 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     topics.add_argument("--bootstrap", required=True)
     topics.add_argument("--topic", type=_topic_spec, action="append", required=True)
     topics.add_argument("--timeout", type=float, default=60.0)
+    refusals = commands.add_parser("kafka-refusals")
+    refusals.add_argument("--bootstrap", required=True)
+    refusals.add_argument("--topic", required=True)
+    refusals.add_argument("--intruder", required=True, help="an authenticated Kafka user without ACLs")
+    refusals.add_argument("--intruder-password-file", required=True)
+    for command in (topics, refusals):
+        command.add_argument("--ca", help="CA file: SASL_SSL instead of PLAINTEXT")
+        command.add_argument("--user")
+        command.add_argument("--password-file")
     targets = commands.add_parser("targets")
     targets.add_argument("--prometheus", required=True, help="base URL of Prometheus")
     targets.add_argument("--expect", type=int, required=True, help="fewest active targets")
@@ -167,8 +233,15 @@ def main(argv: list[str] | None = None) -> int:
             result = probe_flow(args.adder, args.accumulator, args.timeout, args.settle)
         elif args.command == "targets":
             result = probe_targets(args.prometheus, args.expect, args.timeout)
+        elif args.command == "kafka-refusals":
+            intruder = _login(args.ca, args.intruder, args.intruder_password_file)
+            result = probe_kafka_refusals(
+                args.bootstrap, args.topic, _login(args.ca, args.user, args.password_file), intruder
+            )
         else:
-            result = probe_topics(args.bootstrap, dict(args.topic), args.timeout)
+            result = probe_topics(
+                args.bootstrap, dict(args.topic), args.timeout, _login(args.ca, args.user, args.password_file)
+            )
     except ProbeError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
