@@ -5,9 +5,9 @@ server.properties, both admin client settings, the kafka-tool wrapper and the qu
 roles/kafka, and the two EnvironmentFiles of roles/sumflow, for a one-node inventory on this machine
 (ports, paths and the jars moved to a temporary directory; nothing else overridden). The passwords are
 the ones the roles generate on the controller. The certificates come from harness.pki in the layout
-the pki role installs (ca.crt; the key store as PKCS#8 key + certificate, as roles/kafka/tasks/tls.yml
-writes it). A KRaft node runs from that server.properties, and the role's own run-phase task files
-(topics.yml; access.yml: SCRAM users, ACLs) run against it twice.
+the pki role installs (ca.crt, tls.crt, tls.key), and the key store is made from them with the
+command of roles/kafka/tasks/tls.yml. A KRaft node runs from that server.properties, and the role's
+own run-phase task files (topics.yml; access.yml: SCRAM users, ACLs) run against it twice.
 
 What a deployment must show: a plaintext client is refused on both listeners; the role's tooling
 works over TLS on both (topics, ACLs, users, the quorum check); an authenticated user without ACLs
@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
 
@@ -149,14 +150,32 @@ def _changed(output: str) -> int:
     return int(match.group(1))
 
 
+def _write_keystore(tls_dir: Path, key: Path, cert: Path) -> None:
+    """kafka-keystore.pem as tls.yml makes it: its own openssl argv turns tls.key into PKCS#8, then
+    the key and the certificate. The key is given in the traditional form ("EC PRIVATE KEY", what
+    community.crypto writes by default), which Kafka's PEM key store cannot read by itself."""
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    traditional = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    (tls_dir / "tls.key").write_bytes(traditional)
+    shutil.copy(cert, tls_dir / "tls.crt")
+    tasks = yaml.safe_load((KAFKA_ROLE / "tasks/tls.yml").read_text())
+    (argv,) = [t["ansible.builtin.command"]["argv"] for t in tasks if t["name"] == "Read the key as PKCS#8"]
+    argv = [arg.replace("{{ kafka_tls_dir }}", str(tls_dir)) for arg in argv]
+    pkcs8 = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert pkcs8.startswith("-----BEGIN PRIVATE KEY-----"), "not PKCS#8"
+    (tls_dir / "kafka-keystore.pem").write_text(f"{pkcs8.strip()}\n{cert.read_text().strip()}\n")
+
+
 def _build(root: Path, pki: TestPki) -> dict[str, Any]:
     etc_kafka, etc_sumflow, node_dir = root / "etc-kafka", root / "etc-sumflow", root / "node"
     for directory in (etc_kafka / "tls", etc_sumflow / "tls", root / "bin", node_dir):
         directory.mkdir(parents=True)
-    # The files roles/pki installs (ca.crt) and the key store roles/kafka/tasks/tls.yml writes.
+    # The files roles/pki installs and the key store roles/kafka/tasks/tls.yml writes from them.
     broker_cert = pki.issue(HOST, server=True, client=True)
     shutil.copy(pki.ca_cert, etc_kafka / "tls/ca.crt")
-    shutil.copy(broker_cert.chain, etc_kafka / "tls/kafka-keystore.pem")
+    _write_keystore(etc_kafka / "tls", broker_cert.key, broker_cert.cert)
     shutil.copy(pki.ca_cert, etc_sumflow / "tls/ca.crt")
     (root / "inventory.yml").write_text(
         yaml.safe_dump(
