@@ -161,7 +161,8 @@ def _write_keystore(tls_dir: Path, key: Path, cert: Path) -> None:
     (tls_dir / "tls.key").write_bytes(traditional)
     shutil.copy(cert, tls_dir / "tls.crt")
     tasks = yaml.safe_load((KAFKA_ROLE / "tasks/tls.yml").read_text())
-    (argv,) = [t["ansible.builtin.command"]["argv"] for t in tasks if t["name"] == "Read the key as PKCS#8"]
+    (block,) = [t["block"] for t in tasks if t["name"] == "Write the PEM key store (key, then certificate)"]
+    (argv,) = [t["ansible.builtin.command"]["argv"] for t in block if t["name"] == "Read the key as PKCS#8"]
     argv = [arg.replace("{{ kafka_tls_dir }}", str(tls_dir)) for arg in argv]
     pkcs8 = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
     assert pkcs8.startswith("-----BEGIN PRIVATE KEY-----"), "not PKCS#8"
