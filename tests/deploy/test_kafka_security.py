@@ -482,3 +482,15 @@ def _end_offset(deployment: Deployment, topic: str, partitions: int | None = Non
         return sum(ends.values())
     finally:
         consumer.close()
+
+
+def test_the_opt_out_renders_plaintext_without_secrets(tmp_path: Path) -> None:
+    """kafka_security_enabled: false, read by both roles: PLAINTEXT listeners, no login, no password."""
+    extra = {**_build(tmp_path, TestPki.create(tmp_path / "pki")), "kafka_security_enabled": False}
+    _playbook(tmp_path, "render.yml", extra)
+    properties = (tmp_path / "etc-kafka/server.properties").read_text()
+    assert f"listeners=PLAINTEXT://127.0.0.1:{extra['kafka_port']}," in properties
+    assert "sasl" not in properties and "authorizer" not in properties
+    assert "security.protocol" not in (tmp_path / "etc-kafka/admin-client.properties").read_text()
+    for service in ("adder", "accumulator"):
+        assert "SUMFLOW_KAFKA_SECURITY_PROTOCOL" not in (tmp_path / f"etc-sumflow/{service}.env").read_text()
