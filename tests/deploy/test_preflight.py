@@ -104,6 +104,16 @@ BAD_INPUTS = {
     ),
     "grafana version": ({"grafana_stack_grafana_version": "latest"}, "monitoring", "must be a release version"),
     "stack ports": ({"grafana_stack_tempo_otlp_grpc_port": 3100}, "monitoring", "must be 1-65535 and all different"),
+    "firewall sources": (
+        {"firewall_client_sources": ["clients.example.internal"]},
+        "adder",
+        "firewall sources must be IPv4/IPv6 addresses or CIDRs",
+    ),
+    "firewall rule": (
+        {"firewall_extra_rules": [{"name": "Bad-Name", "port": 70000, "listen_groups": ["adder"], "from_groups": []}]},
+        "adder",
+        "firewall rule Bad-Name",
+    ),
 }
 
 
