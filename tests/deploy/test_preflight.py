@@ -90,6 +90,12 @@ BAD_INPUTS = {
     "sumflow watchdog": ({"sumflow_accumulator_watchdog_seconds": 0}, "accumulator", "must be whole seconds >= 1"),
     "sumflow paths": ({"sumflow_state_root": "var/lib/sumflow"}, "adder", "must be absolute paths"),
     "sumflow stop timeout": ({"sumflow_stop_timeout": 20}, "adder", "must exceed sumflow_drain_seconds"),
+    "sumflow mtls": (
+        {"sumflow_tls_enabled": False, "sumflow_grpc_mtls": True},
+        "adder",
+        "sumflow_grpc_mtls needs sumflow_tls_enabled",
+    ),
+    "pki renewal": ({"pki_renew_days": 400}, "adder", "pki_renew_days (400) < pki_cert_days (365)"),
     "prometheus retention": (
         {"prometheus_retention_time": "15days"},
         "monitoring",
