@@ -11,6 +11,9 @@
         AddNumbers calls one after another until file F exists (at most --max-seconds), each retried
         with its request_id on UNAVAILABLE, as a client riding out a rolling restart does; then the
         total must have risen by exactly the sum of the answered calls.
+    deployment_probe.py served-cert --adder HOST:PORT --ca FILE --expect-cert FILE
+        The certificate the adder presents in a TLS handshake (checked against the CA and the
+        address) is exactly the one in FILE: it serves the certificate that was issued last.
     TLS: --ca FILE (verify the adder against this CA) [--cert FILE --key FILE] (client certificate)
     deployment_probe.py topics --bootstrap HOST:PORT --topic NAME=PARTITIONS ...
         Every topic exists with exactly that many partitions, each with a leader.
@@ -24,8 +27,11 @@ Prints one JSON line with what it saw; exits non-zero with the reason on any mis
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
+import socket
+import ssl
 import sys
 import time
 import urllib.request
@@ -143,6 +149,24 @@ def probe_refused(adder: str, tls: Tls) -> dict[str, Any]:
     raise ProbeError(f"the adder answered a client it must refuse: {reply}")
 
 
+def probe_served_cert(adder: str, ca: Path, expect: Path) -> dict[str, Any]:
+    host, _, port = adder.rpartition(":")
+    context = ssl.create_default_context(cafile=str(ca))
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        served = tls.getpeercert(binary_form=True)
+    wanted = ssl.PEM_cert_to_DER_cert(expect.read_text())
+    if served != wanted:
+        raise ProbeError(
+            f"{adder} serves the certificate sha256 {hashlib.sha256(served or b'').hexdigest()}, "
+            f"not {expect} (sha256 {hashlib.sha256(wanted).hexdigest()})"
+        )
+    return {"served_sha256": hashlib.sha256(served).hexdigest(), "file": str(expect)}
+
+
 def probe_stream(
     adder: str, accumulator: str, tls: Tls, *, until_file: Path, max_seconds: float, timeout: float
 ) -> dict[str, Any]:
@@ -249,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     refused = commands.add_parser("refused")
     refused.add_argument("--adder", required=True, help="HOST:PORT of the adder's gRPC server")
     _tls_options(refused)
+    served = commands.add_parser("served-cert")
+    served.add_argument("--adder", required=True, help="HOST:PORT of the adder's gRPC server")
+    served.add_argument("--ca", type=Path, required=True, help="PEM CA the certificate must chain to")
+    served.add_argument("--expect-cert", type=Path, required=True, help="PEM certificate it must serve")
     stream = commands.add_parser("stream")
     stream.add_argument("--adder", required=True, help="HOST:PORT of the adder's gRPC server")
     stream.add_argument("--accumulator", required=True, help="base URL of the accumulator")
@@ -273,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             result = probe_flow(args.adder, args.accumulator, tls, args.timeout, args.settle)
         elif args.command == "refused":
             result = probe_refused(args.adder, tls)
+        elif args.command == "served-cert":
+            result = probe_served_cert(args.adder, args.ca, args.expect_cert)
         elif args.command == "stream":
             result = probe_stream(
                 args.adder,
