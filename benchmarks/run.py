@@ -616,9 +616,10 @@ def pipeline_rows(pipe: dict[str, Any]) -> list[Row]:
             f"freshness at {fr['rate']}/s",
             f"p99 <= {t['freshness_p99_ms_max']}ms",
             f"p50 {fmt(fr['freshness_p50_ms'], 'ms', 1)} p99 {fmt(fr['freshness_p99_ms'], 'ms', 1)}"
-            f" (n={fr['freshness_samples']}, {fmt(fr['rps'])} calls/s, call p99 {fmt(fr['p99_ms'], 'ms', 1)})",
+            f" (n={fr['freshness_samples']}, timeouts {fr['freshness_timeouts']}, {fmt(fr['rps'])} calls/s,"
+            f" call p99 {fmt(fr['p99_ms'], 'ms', 1)})",
             "",
-            status(None if fr["freshness_timeouts"] else at_most(fr["freshness_p99_ms"], t["freshness_p99_ms_max"])),
+            status(False if fr["freshness_timeouts"] else at_most(fr["freshness_p99_ms"], t["freshness_p99_ms_max"])),
         ),
         (
             "pipeline total",
