@@ -119,3 +119,59 @@ def test_table_marks_each_ratio_against_its_target() -> None:
     # 9,000 / 7,000 = 1.29 < 0.8 x 2
     assert rows["scale-out P=2 / P=1"].endswith("MISS")
     assert "1.29x" in rows["scale-out P=2 / P=1"]
+
+
+def test_table_marks_rest_freshness_and_catch_up_against_their_targets() -> None:
+    def rest(rps: float, p99: float) -> dict[str, object]:
+        return {"rps": rps, "p99_ms": p99, "p50_ms": p99 / 4, "errors": 0, "rss_peak_mib": 40.0}
+
+    rows_by_conns = {
+        "16": (rest(9000, 10.0), rest(10000, 10.0)),  # 0.90x, p99 equal: both PASS
+        "64": (rest(8000, 12.0), rest(10000, 10.0)),  # 0.80x, p99 1.2x: both MISS
+    }
+    pipeline = {
+        "fixed_rate": {
+            "rate": 800,
+            "rps": 800.0,
+            "p99_ms": 20.0,
+            "freshness_p50_ms": 5.0,
+            "freshness_p99_ms": 101.0,  # just over 100 ms
+            "freshness_samples": 100,
+            "freshness_timeouts": 0,
+            "accumulator_rss_peak_mib": 50.0,
+        },
+        "total_check": bench.total_check({"applied": 9, "total": 27}, 10, 30),  # one call missing
+        "rest_total": {
+            conns: {
+                "accumulator": acc,
+                "bare": bare,
+                "ratios": {
+                    "rps": bench.ratio(acc["rps"], bare["rps"]),
+                    "p99": bench.ratio(acc["p99_ms"], bare["p99_ms"]),
+                },
+            }
+            for conns, (acc, bare) in rows_by_conns.items()
+        },
+        "accumulator_ready_s": 0.4,
+    }
+    catchup = {
+        "backlog": 1000,
+        "accumulator_eps": 40_000,
+        "bare_consumer_eps": 80_000,
+        "ratio_vs_bare": 0.5,
+        "accumulator_s_from_ready": 0.03,
+        "accumulator_rss_peak_mib": 81.0,
+        "total_check": bench.total_check({"applied": 1000, "total": 3000}, 1000, 3000),
+    }
+    rows = {
+        line.split(" | ")[0].strip(): line.rsplit(" | ", 1)[1].strip()
+        for line in bench.table({"pipeline": pipeline, "catchup": catchup}).splitlines()
+    }
+    assert rows["GET /api/total c=16 req/s"] == rows["GET /api/total c=16 p99"] == "PASS"
+    assert rows["GET /api/total c=64 req/s"] == rows["GET /api/total c=64 p99"] == "MISS"
+    assert rows["freshness at 800/s"] == "MISS"
+    assert rows["pipeline total"] == "MISS"
+    assert rows["accumulator ready"] == "PASS"
+    assert rows["catch-up 1,000 events"] == "PASS"
+    assert rows["catch-up total"] == "PASS"
+    assert rows["accumulator RSS (catch-up)"] == "MISS"
