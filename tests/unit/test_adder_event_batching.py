@@ -87,7 +87,7 @@ def test_a_full_record_goes_at_once() -> None:
 
 def test_summations_gather_while_two_records_wait_for_their_acknowledgement() -> None:
     publisher = ScriptedPublisher(mode="hold")
-    batcher = EventBatcher(publisher, max_events=128)
+    batcher = EventBatcher(publisher, max_events=128, hold_seconds=3600)  # only acknowledgements free a slot
     a, b, c, d = _cmds(4)
 
     async def turns() -> list[int]:
@@ -114,6 +114,22 @@ def test_summations_gather_while_two_records_wait_for_their_acknowledgement() ->
         [b.request_id],
         [c.request_id, d.request_id],
     ]
+
+
+def test_records_keep_flowing_when_kafka_does_not_answer() -> None:
+    """Records Kafka never resolves (a wedged producer) free their slot after `hold_seconds`."""
+    publisher = ScriptedPublisher(mode="hold")
+    batcher = EventBatcher(publisher, max_events=128, hold_seconds=0)
+    cmds = _cmds(5)
+
+    async def turns() -> int:
+        for cmd in cmds:
+            batcher.publish(cmd)
+            for _ in range(5):  # the flush, then the hold timer (0 s: the next turns of the loop)
+                await asyncio.sleep(0)
+        return len(publisher.sent)
+
+    assert asyncio.run(turns()) == 5  # one record each: nothing waited for an acknowledgement
 
 
 def test_a_refused_record_fails_every_call_in_it() -> None:

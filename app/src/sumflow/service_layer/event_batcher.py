@@ -69,8 +69,11 @@ class EventBatcher:
     """Collects the summations published on the event loop into records (use it on the loop only).
 
     A record goes to the producer at the end of the turn of the loop in which its first summation
-    arrived, unless `max_in_flight` records are still waiting for Kafka's acknowledgement: then the
-    summations gather until one of those is acknowledged (or `max_events` are waiting).
+    arrived, unless `max_in_flight` records sent less than `hold_seconds` ago are still waiting for
+    Kafka's acknowledgement: then the summations gather until one of those is acknowledged, or is
+    older than that, or `max_events` are waiting. The time bound keeps records flowing when Kafka
+    does not answer (a broker down, a wedged producer that the next publish replaces): the calls
+    then fail on their own ack budget, as without batching.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class EventBatcher:
         *,
         max_events: int,
         max_in_flight: int = 2,
+        hold_seconds: float = 0.05,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_events < 2:
@@ -86,6 +90,7 @@ class EventBatcher:
         self._publisher = publisher
         self._max_events = max_events
         self._max_in_flight = max_in_flight
+        self._hold_seconds = hold_seconds
         self._clock = clock
         self._pending: list[AddCommand] = []
         self._delivery = GroupDelivery()
@@ -108,7 +113,7 @@ class EventBatcher:
         if self._in_flight < self._max_in_flight:
             self._flush()
 
-    def _record_resolved(self) -> None:  # on the loop, through the mailbox
+    def _slot_freed(self) -> None:  # on the loop: a record was acknowledged, or held long enough
         self._in_flight -= 1
         self._flush_if_free()
 
@@ -120,10 +125,30 @@ class EventBatcher:
         self._in_flight += 1
         mailbox = self._mailbox
         assert mailbox is not None
-        delivery.on_resolved(lambda _error: mailbox.post(self._record_resolved))
+        slot = _Slot(self)
+        slot.timer = asyncio.get_running_loop().call_later(self._hold_seconds, slot.free)
+        delivery.on_resolved(lambda _error: mailbox.post(slot.free))
         produced_at_ms = int(self._clock() * 1000)
         value = encode_event(cmds[0], produced_at_ms) if len(cmds) == 1 else encode_events(cmds, produced_at_ms)
         try:
             delivery.follow(self._publisher.publish(cmds[0].request_id.encode(), value, []))
         except Exception as exc:  # the publisher reports Kafka's refusals itself; anything else fails the calls
             delivery._resolve(PublishFailed("other", f"event not handed to Kafka: {exc!r}"))
+
+
+class _Slot:
+    """A record's place among those in flight: freed once, by its acknowledgement or by the hold timer."""
+
+    __slots__ = ("batcher", "timer")
+
+    def __init__(self, batcher: EventBatcher) -> None:
+        self.batcher: EventBatcher | None = batcher
+        self.timer: asyncio.TimerHandle | None = None
+
+    def free(self) -> None:  # on the loop
+        batcher, self.batcher = self.batcher, None
+        if batcher is None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        batcher._slot_freed()
