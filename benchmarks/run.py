@@ -91,7 +91,8 @@ def bench_adder(broker: KafkaBroker, topic: str, run_dir: Path, dedupe: Path, pr
         metrics_port=free_port(),
         defaults=service_defaults(),
         SUMFLOW_ADDER_PROCESSES=str(processes),
-        **EXTRA_ENV,
+        # The batched design under test (v2 records); --service-env can set it back to 1.
+        **{"SUMFLOW_PUBLISH_BATCH_MAX": "128", **EXTRA_ENV},
     )
     return AdderProcess(process_env(settings), run_dir, notify=True)
 

@@ -367,11 +367,11 @@ def _adder(env: _Env) -> AdderConfig:
         producer_linger_ms=env.int("SUMFLOW_PRODUCER_LINGER_MS", 1, 0, 1000, "producer batching delay"),
         publish_batch_max=env.int(
             "SUMFLOW_PUBLISH_BATCH_MAX",
-            128,
+            1,
             1,
             256,
-            "most summations in one Kafka record: the calls ready together share one v2 record"
-            " (docs/events.md; upgrade accumulators first); 1 = one v1 event per call",
+            "most summations in one Kafka record: above 1, the calls ready together share one v2 record"
+            " (docs/events.md; only once every accumulator reads v2); 1 = one v1 event per call",
         ),
         producer_max_in_flight=env.int(
             "SUMFLOW_PRODUCER_MAX_IN_FLIGHT",
