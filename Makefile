@@ -155,7 +155,7 @@ test-deploy: venv
 # One fast Molecule scenario per role (molecule/<role>/: one booted nspawn host, converge, idempotence,
 # short verify), one after the other on their own bridge and subnet so they never meet test-deploy's
 # hosts; each always tears down. ROLE_SCENARIOS="kafka" runs a subset. Not part of `make test`.
-ROLE_SCENARIOS ?= common release_artifact node_exporter prometheus kafka sumflow
+ROLE_SCENARIOS ?= common release_artifact node_exporter prometheus kafka sumflow firewall
 test-roles: venv
 	@set -e; for s in $(ROLE_SCENARIOS); do \
 	  NSPAWN_BRIDGE=$${NSPAWN_BRIDGE:-sfrole0} NSPAWN_PREFIX=$${NSPAWN_PREFIX:-10.236.0} \

@@ -1,7 +1,8 @@
-"""Resident memory of a process and its children, sampled while a benchmark runs."""
+"""Resident memory and CPU time of a process and its children, sampled while a benchmark runs."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -62,3 +63,20 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (its threads included), 0.0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15 of stat(5))
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live descendants (the adder's supervisor and workers)."""
+    return sum(cpu_seconds(p) for p in tree_pids(pid))

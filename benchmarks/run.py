@@ -1,8 +1,10 @@
 """sumflow benchmarks on this machine: `make bench` (or `python -m benchmarks.run [--quick]`).
 
-Starts a real single-node KRaft broker on loopback, the real services as subprocesses, a bare gRPC
-adding server and a bare kafka-python consumer as baselines, and drives them with ghz and wrk.
-Prints a table and writes benchmarks/results/latest.json. Every phase is bounded in time.
+Starts a real single-node KRaft broker on loopback, the real services as subprocesses and, in the
+same run, their bare baselines (a grpc.aio server that only adds, a bottle+waitress app answering the
+same JSON, a bare kafka-python consumer), and drives them with ghz and wrk. Every target is a ratio
+to its baseline (TARGETS); every phase checks that the accumulated total equals the sum of the calls
+answered OK. Prints a table and writes benchmarks/results/latest.json. Every phase is bounded in time.
 """
 
 from __future__ import annotations
@@ -26,29 +28,37 @@ from typing import Any
 
 import grpc
 
-from benchmarks.procstats import RssSampler, max_process_rss_mib
+from benchmarks.procstats import RssSampler, max_process_rss_mib, tree_cpu_seconds
 from harness.env import accumulator_env, adder_env, process_env
+from harness.http_client import http_get, http_ok
 from harness.kafka import KafkaBroker, libs_dir
 from harness.ports import free_port
 from harness.processes import AccumulatorProcess, AdderProcess, CommandProcess, ServiceError, ServiceProcess
 from load.backlog import produce_backlog, produce_backlog_java
-from load.freshness import FreshnessProbe
+from load.freshness import PROBE_UNIT, FreshnessProbe
 from load.generators import LoadResult, ghz_binary, run_ghz, run_wrk, wrk_binary
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 CONCURRENCY = (16, 64, 256)
+CONNECTIONS = 16  # ghz connections at every level (fewer only below 16 calls in flight)
+CALL_VALUE = 3  # every ghz call adds first_number 1 + second_number 2 (load.generators.FRESH_PAYLOAD)
+# Every target is measured in the same run; the ratios are to the bare baselines of that run.
 TARGETS = {
-    "adder_rps_min": 3000,
-    "adder_vs_bare_min": 0.6,
-    "fixed_rate_p99_ms_max": 20,
-    "freshness_p99_ms_max": 100,
-    "catchup_eps_min": 50_000,
-    "catchup_vs_bare_min": 0.5,
+    "adder_vs_bare_min": 0.8,  # adder calls/s / bare grpc.aio calls/s, at each concurrency
+    "adder_cpu_ratio_max": 1.25,  # adder CPU per call / bare CPU per call
+    "adder_p99_ratio_max": 2.0,  # adder p99 / bare p99
+    "scale_out_min": 0.8,  # peak calls/s at P=N >= this x N x peak at P=1
+    "rest_vs_bare_min": 0.9,  # GET /api/total req/s / bare bottle+waitress req/s
+    "rest_p99_ratio_max": 1.0,  # no worse than the bare app's p99
+    "catchup_vs_bare_min": 0.5,  # accumulator events/s / bare kafka-python consumer events/s
+    "freshness_p99_ms_max": 100,  # reply -> visible in the total, at fixed_rate_share of capacity
+    "fixed_rate_share": 0.8,
     "rss_mib_max": 80,
-    "ready_s_max": 1.5,
+    "ready_s_max": 0.5,
 }
+DEFAULT_FIXED_RATE = 1000  # calls/s for the pipeline when no throughput phase measured the capacity
 
 
 def log(message: str) -> None:
@@ -81,7 +91,8 @@ def bench_adder(broker: KafkaBroker, topic: str, run_dir: Path, dedupe: Path, pr
         metrics_port=free_port(),
         defaults=service_defaults(),
         SUMFLOW_ADDER_PROCESSES=str(processes),
-        **EXTRA_ENV,
+        # The batched design under test (v2 records); --service-env can set it back to 1.
+        **{"SUMFLOW_PUBLISH_BATCH_MAX": "128", **EXTRA_ENV},
     )
     return AdderProcess(process_env(settings), run_dir, notify=True)
 
@@ -135,12 +146,16 @@ def wait_grpc(target: str, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def bare_server(processes: int, run_dir: Path) -> Iterator[str]:
+def bare_server(processes: int, run_dir: Path) -> Iterator[tuple[str, int]]:
+    """The bare grpc.aio adding server (benchmarks/bare_aio_adder.py), with the adder's worker setting."""
     target = f"127.0.0.1:{free_port()}"
-    argv = [sys.executable, "-m", "benchmarks.bare_adder", "--listen", target, "--processes", str(processes)]
-    server = CommandProcess(f"bare-{processes}", argv, run_dir, ready=lambda: grpc_answers(target), cwd=REPO)
+    workers = EXTRA_ENV.get("SUMFLOW_GRPC_WORKERS", "64")
+    argv = [sys.executable, "-m", "benchmarks.bare_aio_adder", "--listen", target]
+    argv += ["--processes", str(processes), "--workers", workers]
+    server = CommandProcess(f"bare-aio-{processes}", argv, run_dir, ready=lambda: grpc_answers(target), cwd=REPO)
     with server.running(timeout=30):
-        yield target
+        assert server.pid is not None
+        yield target, server.pid
 
 
 # The floor servers (benchmarks/floor_adder.py): the least work the mandated libraries allow per call.
@@ -152,7 +167,7 @@ FLOORS = {
 
 
 @contextlib.contextmanager
-def floor_server(broker: KafkaBroker, run_dir: Path, label: str, flags: list[str]) -> Iterator[str]:
+def floor_server(broker: KafkaBroker, run_dir: Path, label: str, flags: list[str]) -> Iterator[tuple[str, int]]:
     target = f"127.0.0.1:{free_port()}"
     topic = new_topic(broker, "floor", 1)
     state = run_dir / f"floor-{uuid.uuid4().hex[:8]}"
@@ -161,37 +176,78 @@ def floor_server(broker: KafkaBroker, run_dir: Path, label: str, flags: list[str
     name = "floor-" + label.replace(" ", "").replace("+", "-")
     server = CommandProcess(name, argv, run_dir, ready=lambda: grpc_answers(target), cwd=REPO)
     with server.running(timeout=30):
-        yield target
+        assert server.pid is not None
+        yield target, server.pid
 
 
-def ladder(target: str, duration: float, processes: int, pid: int | None = None) -> dict[str, Any]:
-    """ghz at each concurrency level (closed model, fresh UUID per call)."""
-    run_ghz(target, concurrency=16, duration_s=2, connections=16)  # warm-up
+def level(target: str, concurrency: int, duration: float, pid: int) -> dict[str, Any]:
+    """One closed-model ghz level: calls/s, latency, and the server's CPU per call and peak RSS."""
+    cpu_before = tree_cpu_seconds(pid)
+    with RssSampler(pid) as rss:
+        res = run_ghz(target, concurrency=concurrency, duration_s=duration, connections=CONNECTIONS)
+    cpu = tree_cpu_seconds(pid) - cpu_before
+    return {
+        **res.as_dict(),
+        "cpu_s": round(cpu, 3),
+        "cpu_us_per_call": round(cpu / res.ok * 1e6, 1) if res.ok else None,
+        "rss_peak_mib": round(rss.peak, 1),
+    }
+
+
+def ladder(target: str, duration: float, processes: int, pid: int, label: str) -> tuple[dict[str, Any], int]:
+    """ghz at each concurrency level (fresh UUID per call, in-flight calls waited for) after a warm-up.
+
+    Returns the levels and the number of calls answered OK in all of them, the warm-up included.
+    """
+    ok = run_ghz(target, concurrency=16, duration_s=2, connections=CONNECTIONS).ok  # warm-up
     out: dict[str, Any] = {}
     for c in CONCURRENCY:
-        sampler = RssSampler(pid) if pid else contextlib.nullcontext()
-        with sampler:
-            res = run_ghz(target, concurrency=c, duration_s=duration, connections=min(c, 16))
-        row = res.as_dict()
-        if pid:
-            row["rss_peak_mib"] = round(sampler.peak, 1)
+        row = level(target, c, duration, pid)
         out[str(c)] = row
-        log(f"  P={processes} c={c}: {res.rps:.0f}/s p50={res.p50_ms:.1f}ms p99={res.p99_ms:.1f}ms err={res.errors}")
-    return out
+        ok += row["ok"]
+        log(
+            f"  {label} P={processes} c={c}: {row['rps']:.0f}/s p50={row['p50_ms']:.1f}ms p99={row['p99_ms']:.1f}ms"
+            f" cpu/call={row['cpu_us_per_call']}us err={row['errors']}"
+        )
+    return out, ok
+
+
+def check_total(broker: KafkaBroker, run_dir: Path, topic: str, calls: int, label: str) -> dict[str, Any]:
+    """An accumulator reads the adder's topic: it must apply exactly `calls` events, total CALL_VALUE each."""
+    acc = bench_accumulator(broker, topic, run_dir, run_dir / f"acc-check-{label}")
+    try:
+        start_timed(acc, timeout=60)
+        with contextlib.suppress(ServiceError):
+            acc.wait_applied(calls, timeout=max(60.0, calls / 2_000))
+        time.sleep(0.5)  # an event beyond the expected ones would show up now
+        got = acc.total()
+    finally:
+        stop_timed(acc)
+    return total_check(got, calls, CALL_VALUE * calls)
+
+
+def total_check(got: dict[str, int], calls: int, total: int) -> dict[str, Any]:
+    return {
+        "expected_applied": calls,
+        "expected_total": total,
+        "applied": got.get("applied"),
+        "total": got.get("total"),
+        "ok": got.get("applied") == calls and got.get("total") == total,
+    }
 
 
 def phase_throughput(
     broker: KafkaBroker, run_dir: Path, processes: int, duration: float, partitions: int, floor: bool = True
 ) -> dict[str, Any]:
-    log(f"bare gRPC adding server, {processes} process(es)")
-    with bare_server(processes, run_dir) as target:
-        bare = ladder(target, duration, processes)
+    log(f"bare grpc.aio adding server, {processes} process(es)")
+    with bare_server(processes, run_dir) as (target, pid):
+        bare, _ = ladder(target, duration, processes, pid, "bare")
     floors: dict[str, dict[str, Any]] = {}
     if processes == 1 and floor:
         for label, flags in FLOORS.items():
             log(f"floor server, 1 process: {label}")
-            with floor_server(broker, run_dir, label, flags) as target:
-                floors[label] = ladder(target, duration, processes)
+            with floor_server(broker, run_dir, label, flags) as (target, pid):
+                floors[label], _ = ladder(target, duration, processes, pid, "floor")
     log(f"sumflow-adder, {processes} process(es), persistent dedupe + acks=all")
     topic = new_topic(broker, "adder", partitions)
     adder = bench_adder(broker, topic, run_dir, run_dir / f"dedupe-{processes}", processes)
@@ -200,15 +256,19 @@ def phase_throughput(
         wait_grpc(adder.target)
         time.sleep(1)
         idle = max_process_rss_mib(adder.pid)
-        real = ladder(adder.target, duration, processes, adder.pid)
+        assert adder.pid is not None
+        real, ok = ladder(adder.target, duration, processes, adder.pid, "adder")
     finally:
         stop_timed(adder)
-    ratio = {c: real[c]["rps"] / bare[c]["rps"] if bare[c]["rps"] else 0.0 for c in real}
+    log(f"  checking the total: {ok + 1:,} calls answered OK")
+    check = check_total(broker, run_dir, topic, ok + 1, f"P{processes}")  # + wait_grpc's call
+    log(f"  total {check['total']} applied {check['applied']}: {'exact' if check['ok'] else 'WRONG'}")
     return {
         "bare": bare,
         "adder": real,
-        "ratio_vs_bare": ratio,
+        "ratios": {c: ratios(real[c], bare[c]) for c in real},
         "floor": floors,
+        "total_check": check,
         "adder_ready_s": round(ready_s, 3),
         "adder_rss_idle_mib": round(idle, 1),
         "adder_stop_s": adder.stop_s,
@@ -216,7 +276,24 @@ def phase_throughput(
     }
 
 
-LOW_RATE = 400  # calls/s for the second fixed-rate run (below the adder's capacity here)
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def ratios(adder: dict[str, Any], bare: dict[str, Any]) -> dict[str, float | None]:
+    """The adder's calls/s, CPU per call and p99 as ratios to the bare server's at one level."""
+    return {
+        "rps": ratio(adder["rps"], bare["rps"]),
+        "cpu_per_call": ratio(adder["cpu_us_per_call"], bare["cpu_us_per_call"]),
+        "p99": ratio(adder["p99_ms"], bare["p99_ms"]),
+    }
+
+
+def capacity(throughput: dict[str, Any] | None) -> float | None:
+    """The adder's measured capacity: its best calls/s over the concurrency levels."""
+    if not throughput:
+        return None
+    return max(level["rps"] for level in throughput["adder"].values())
 
 
 def fixed_rate(target: str, http_port: int, rate: int, duration: float, adder_pid: int, acc_pid: int) -> dict[str, Any]:
@@ -226,7 +303,7 @@ def fixed_rate(target: str, http_port: int, rate: int, duration: float, adder_pi
     result: dict[str, LoadResult] = {}
     load = threading.Thread(
         target=lambda: result.setdefault(
-            "ghz", run_ghz(target, concurrency=128, duration_s=duration, connections=16, rps=rate)
+            "ghz", run_ghz(target, concurrency=128, duration_s=duration, connections=CONNECTIONS, rps=rate)
         )
     )
     with RssSampler(adder_pid) as adder_rss, RssSampler(acc_pid) as acc_rss:
@@ -241,6 +318,7 @@ def fixed_rate(target: str, http_port: int, rate: int, duration: float, adder_pi
     out = {
         **fixed.as_dict(),
         "rate": rate,
+        "probe_calls": probe.sent,
         "freshness_samples": len(samples),
         "freshness_timeouts": probe.timeouts,
         "freshness_p50_ms": round(statistics.median(samples), 2) if samples else None,
@@ -255,10 +333,35 @@ def fixed_rate(target: str, http_port: int, rate: int, duration: float, adder_pi
     return out
 
 
+@contextlib.contextmanager
+def bare_rest(run_dir: Path, body: bytes, threads: str) -> Iterator[tuple[str, int]]:
+    """The bare bottle+waitress app (benchmarks/bare_rest.py) answering `body` with `threads` threads."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api/total"
+    argv = [sys.executable, "-m", "benchmarks.bare_rest", "--port", str(port), "--body", body.decode()]
+    argv += ["--threads", threads]
+    server = CommandProcess("bare-rest", argv, run_dir, ready=lambda: http_ok(url), cwd=REPO)
+    with server.running(timeout=30):
+        assert server.pid is not None
+        yield url, server.pid
+
+
+def rest_level(url: str, connections: int, duration: int, pid: int) -> dict[str, Any]:
+    with RssSampler(pid) as rss:
+        res = run_wrk(url, connections=connections, duration_s=duration)
+    return {**res.as_dict(), "rss_peak_mib": round(rss.peak, 1)}
+
+
 def phase_pipeline(
-    broker: KafkaBroker, run_dir: Path, processes: int, duration: float, rest_duration: int, partitions: int
+    broker: KafkaBroker,
+    run_dir: Path,
+    processes: int,
+    duration: float,
+    rest_duration: int,
+    partitions: int,
+    rate: int,
 ) -> dict[str, Any]:
-    """Fixed 1,000 (then LOW_RATE) calls/s with a freshness probe, then REST GET /api/total with wrk."""
+    """A fixed rate with the freshness probe, the total checked, then GET /api/total against the bare app."""
     topic = new_topic(broker, "pipeline", partitions)
     adder = bench_adder(broker, topic, run_dir, run_dir / "dedupe-pipeline", processes)
     acc = bench_accumulator(broker, topic, run_dir, run_dir / "acc")
@@ -271,16 +374,39 @@ def phase_pipeline(
         out["accumulator_rss_idle_mib"] = round(max_process_rss_mib(acc.pid), 1)
         target = adder.target
         wait_grpc(target)
-        out["fixed_rate"] = fixed_rate(target, http_port, 1000, duration, adder.pid, acc.pid)
-        # The same below the adder's capacity on this machine: latency without queueing.
-        out["fixed_rate_low"] = fixed_rate(target, http_port, LOW_RATE, duration, adder.pid, acc.pid)
+        assert adder.pid is not None and acc.pid is not None
+        fr = out["fixed_rate"] = fixed_rate(target, http_port, rate, duration, adder.pid, acc.pid)
+        calls = fr["ok"] + 1  # + wait_grpc's call
+        expected = total_check({}, calls + fr["probe_calls"], CALL_VALUE * calls + PROBE_UNIT * fr["probe_calls"])
+        with contextlib.suppress(ServiceError):
+            acc.wait_applied(expected["expected_applied"], timeout=60)
+        time.sleep(0.5)
+        out["total_check"] = total_check(acc.total(), expected["expected_applied"], expected["expected_total"])
+        log(f"  total check: {'exact' if out['total_check']['ok'] else 'WRONG'} {out['total_check']}")
+        url = f"http://127.0.0.1:{http_port}/api/total"
+        status, body = http_get(url)
+        if status != 200:
+            raise RuntimeError(f"GET /api/total -> {status}")
+        threads = acc.env.get("SUMFLOW_HTTP_THREADS", "8")
         rest: dict[str, Any] = {}
         for conns in (16, 64):
-            with RssSampler(acc.pid) as rss:
-                res = run_wrk(f"http://127.0.0.1:{http_port}/api/total", connections=conns, duration_s=rest_duration)
-            rest[str(conns)] = {**res.as_dict(), "rss_peak_mib": round(rss.peak, 1)}
-            log(f"  GET /api/total c={conns}: {res.rps:.0f} req/s p99={res.p99_ms:.1f}ms errors={res.errors}")
+            rest[str(conns)] = {"accumulator": rest_level(url, conns, rest_duration, acc.pid)}
+        with bare_rest(run_dir, body, threads) as (bare_url, bare_pid):
+            for conns in (16, 64):
+                bare = rest_level(bare_url, conns, rest_duration, bare_pid)
+                row = rest[str(conns)]
+                row["bare"] = {k: v for k, v in bare.items() if k != "rss_peak_mib"}
+                row["ratios"] = {
+                    "rps": ratio(row["accumulator"]["rps"], bare["rps"]),
+                    "p99": ratio(row["accumulator"]["p99_ms"], bare["p99_ms"]),
+                }
+                a = row["accumulator"]
+                log(
+                    f"  GET /api/total c={conns}: {a['rps']:.0f} req/s p99={a['p99_ms']:.1f}ms err={a['errors']};"
+                    f" bare {bare['rps']:.0f} req/s p99={bare['p99_ms']:.1f}ms"
+                )
         out["rest_total"] = rest
+        out["rest_body_bytes"] = len(body)
         out["final_total"] = acc.total()
     finally:
         stop_timed(acc)
@@ -343,7 +469,7 @@ def _catchup_once(
         "accumulator_rss_peak_mib": round(rss.peak, 1),
         "complete": applied >= backlog,
         "applied": applied,
-        "total_ok": total == {"total": 3 * backlog, "applied": backlog},
+        "total_check": total_check(total, backlog, CALL_VALUE * backlog),
         "accumulator_stop_s": acc.stop_s,
         "accumulator_stop_killed": acc.stop_killed,
     }
@@ -370,138 +496,233 @@ def phase_catchup(
     return out
 
 
-def lat(r: dict[str, Any]) -> str:
-    return f"{fmt(r['rps'])}/s p50 {fmt(r['p50_ms'], 'ms', 1)} p99 {fmt(r['p99_ms'], 'ms', 1)} err {r['errors']}"
-
-
 def fmt(value: Any, unit: str = "", digits: int = 0) -> str:
     if value is None:
         return "n/a"
     return f"{value:,.{digits}f}{unit}"
 
 
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
+def status(ok: bool | None) -> str:
+    """PASS / MISS against a target; n/a when the run has no number for it."""
+    return "n/a" if ok is None else "PASS" if ok else "MISS"
 
 
-def table(results: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str, str]] = []
+def at_most(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value <= limit
+
+
+def at_least(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value >= limit
+
+
+Row = tuple[str, str, str, str, str]  # what, target, measured, ratio, status
+
+
+def throughput_rows(procs: str, tp: dict[str, Any]) -> list[Row]:
     t = TARGETS
-    for procs, tp in results.get("throughput", {}).items():
+    rows: list[Row] = []
+    for c in map(str, CONCURRENCY):
+        a, b, r = tp["adder"][c], tp["bare"][c], tp["ratios"][c]
+        rows += [
+            (
+                f"adder P={procs} c={c} calls/s",
+                f">= {t['adder_vs_bare_min']}x bare",
+                f"{fmt(a['rps'])} vs bare {fmt(b['rps'])}",
+                fmt(r["rps"], "x", 2),
+                status(at_least(r["rps"], t["adder_vs_bare_min"])),
+            ),
+            (
+                f"adder P={procs} c={c} CPU/call",
+                f"<= {t['adder_cpu_ratio_max']}x bare",
+                f"{fmt(a['cpu_us_per_call'], 'us')} vs bare {fmt(b['cpu_us_per_call'], 'us')}",
+                fmt(r["cpu_per_call"], "x", 2),
+                status(at_most(r["cpu_per_call"], t["adder_cpu_ratio_max"])),
+            ),
+            (
+                f"adder P={procs} c={c} p99",
+                f"<= {t['adder_p99_ratio_max']}x bare",
+                f"{fmt(a['p99_ms'], 'ms', 1)} vs bare {fmt(b['p99_ms'], 'ms', 1)}",
+                fmt(r["p99"], "x", 2),
+                status(at_most(r["p99"], t["adder_p99_ratio_max"])),
+            ),
+        ]
+    for label, levels in tp.get("floor", {}).items():
         for c in map(str, CONCURRENCY):
-            a, b = tp["adder"][c], tp["bare"][c]
+            f, b = levels[c], tp["bare"][c]
             rows.append(
                 (
-                    f"adder P={procs} c={c}",
-                    lat(a),
-                    f"bare {fmt(b['rps'])}/s ratio {tp['ratio_vs_bare'][c]:.2f}",
-                    verdict(a["rps"] >= t["adder_rps_min"] and tp["ratio_vs_bare"][c] >= t["adder_vs_bare_min"]),
+                    f"floor P=1 c={c}: {label}",
+                    "(bound)",
+                    f"{fmt(f['rps'])}/s, {fmt(f['cpu_us_per_call'], 'us')}/call",
+                    fmt(ratio(f["rps"], b["rps"]), "x", 2),
+                    "",
                 )
             )
-        for label, levels in tp.get("floor", {}).items():
-            for c in map(str, CONCURRENCY):
-                f, b = levels[c], tp["bare"][c]
-                rows.append(
-                    (
-                        f"floor P=1 c={c}: {label}",
-                        lat(f),
-                        f"ratio vs bare {f['rps'] / b['rps'] if b['rps'] else 0:.2f}, "
-                        f"adder/floor {tp['adder'][c]['rps'] / f['rps'] if f['rps'] else 0:.2f}",
-                        "(bound)",
-                    )
-                )
+    check = tp["total_check"]
+    rows.append(
+        (
+            f"adder P={procs} total",
+            "= calls answered OK",
+            f"applied {check['applied']} of {check['expected_applied']}, total {check['total']}",
+            "",
+            status(check["ok"]),
+        )
+    )
+    rss = max(tp["adder"][c]["rss_peak_mib"] for c in map(str, CONCURRENCY))
+    rows += [
+        (
+            f"adder P={procs} ready",
+            f"<= {t['ready_s_max']}s",
+            f"{tp['adder_ready_s']}s",
+            "",
+            status(at_most(tp["adder_ready_s"], t["ready_s_max"])),
+        ),
+        (
+            f"adder P={procs} RSS",
+            f"<= {t['rss_mib_max']} MiB",
+            f"peak {rss} MiB",
+            "",
+            status(at_most(rss, t["rss_mib_max"])),
+        ),
+    ]
+    return rows
+
+
+def scale_out_rows(throughput: dict[str, Any]) -> list[Row]:
+    one = capacity(throughput.get("1"))
+    rows: list[Row] = []
+    for procs, tp in throughput.items():
+        n = int(procs)
+        if n == 1 or one is None:
+            continue
+        share = ratio(capacity(tp), one)
         rows.append(
             (
-                f"adder P={procs} ready / RSS",
-                f"ready {tp['adder_ready_s']}s, idle {tp['adder_rss_idle_mib']} MiB",
-                "peak " + ", ".join(f"{tp['adder'][c].get('rss_peak_mib')}" for c in map(str, CONCURRENCY)) + " MiB",
-                verdict(
-                    tp["adder_ready_s"] <= t["ready_s_max"]
-                    and max(tp["adder"][c].get("rss_peak_mib", 0) for c in map(str, CONCURRENCY)) <= t["rss_mib_max"]
-                ),
+                f"scale-out P={n} / P=1",
+                f">= {TARGETS['scale_out_min'] * n:.1f}x",
+                f"peak {fmt(capacity(tp))} vs {fmt(one)} calls/s",
+                fmt(share, "x", 2),
+                status(at_least(share, TARGETS["scale_out_min"] * n)),
             )
         )
-    pipe = results.get("pipeline")
-    if pipe:
-        fr = pipe["fixed_rate"]
-        rows.append(
+    return rows
+
+
+def pipeline_rows(pipe: dict[str, Any]) -> list[Row]:
+    t = TARGETS
+    fr = pipe["fixed_rate"]
+    check = pipe["total_check"]
+    rows: list[Row] = [
+        (
+            f"freshness at {fr['rate']}/s",
+            f"p99 <= {t['freshness_p99_ms_max']}ms",
+            f"p50 {fmt(fr['freshness_p50_ms'], 'ms', 1)} p99 {fmt(fr['freshness_p99_ms'], 'ms', 1)}"
+            f" (n={fr['freshness_samples']}, timeouts {fr['freshness_timeouts']}, {fmt(fr['rps'])} calls/s,"
+            f" call p99 {fmt(fr['p99_ms'], 'ms', 1)})",
+            "",
+            status(False if fr["freshness_timeouts"] else at_most(fr["freshness_p99_ms"], t["freshness_p99_ms_max"])),
+        ),
+        (
+            "pipeline total",
+            "= calls answered OK",
+            f"applied {check['applied']} of {check['expected_applied']}",
+            "",
+            status(check["ok"]),
+        ),
+    ]
+    for conns, row in pipe["rest_total"].items():
+        a, b, r = row["accumulator"], row["bare"], row["ratios"]
+        rows += [
             (
-                "fixed 1000 calls/s",
-                lat(fr),
-                f"target p99 <= {t['fixed_rate_p99_ms_max']}ms",
-                verdict(fr["p99_ms"] <= t["fixed_rate_p99_ms_max"]),
-            )
-        )
-        rows.append(
+                f"GET /api/total c={conns} req/s",
+                f">= {t['rest_vs_bare_min']}x bare",
+                f"{fmt(a['rps'])} vs bare {fmt(b['rps'])}, errors {a['errors']}",
+                fmt(r["rps"], "x", 2),
+                status(at_least(r["rps"], t["rest_vs_bare_min"]) and a["errors"] == 0),
+            ),
             (
-                "freshness at 1000/s",
-                f"p50 {fmt(fr['freshness_p50_ms'], 'ms', 1)} p99 {fmt(fr['freshness_p99_ms'], 'ms', 1)}",
-                f"n={fr['freshness_samples']} timeouts={fr['freshness_timeouts']}",
-                verdict(fr["freshness_p99_ms"] is not None and fr["freshness_p99_ms"] <= t["freshness_p99_ms_max"]),
-            )
-        )
-        low = pipe.get("fixed_rate_low")
-        if low:
-            rows.append(
-                (
-                    f"fixed {low['rate']} calls/s",
-                    lat(low),
-                    f"freshness p50 {fmt(low['freshness_p50_ms'], 'ms', 1)} p99 {fmt(low['freshness_p99_ms'], 'ms', 1)}"
-                    f" (n={low['freshness_samples']})",
-                    "(below capacity)",
-                )
-            )
-        for conns, r in pipe["rest_total"].items():
-            rows.append(
-                (
-                    f"GET /api/total c={conns}",
-                    f"{fmt(r['rps'])}/s p50 {fmt(r['p50_ms'], 'ms', 1)} p99 {fmt(r['p99_ms'], 'ms', 1)}",
-                    f"errors {r['errors']}, RSS peak {r['rss_peak_mib']} MiB",
-                    verdict(r["errors"] == 0 and r["rss_peak_mib"] <= t["rss_mib_max"]),
-                )
-            )
-        rows.append(
-            (
-                "pipeline RSS / ready",
-                f"adder peak {fr['adder_rss_peak_mib']} MiB, accumulator idle {pipe['accumulator_rss_idle_mib']} "
-                f"peak {fr['accumulator_rss_peak_mib']} MiB",
-                f"ready adder {pipe['adder_ready_s']}s accumulator {pipe['accumulator_ready_s']}s",
-                verdict(
-                    max(fr["adder_rss_peak_mib"], fr["accumulator_rss_peak_mib"]) <= t["rss_mib_max"]
-                    and max(pipe["adder_ready_s"], pipe["accumulator_ready_s"]) <= t["ready_s_max"]
-                ),
-            )
-        )
-    cu = results.get("catchup")
-    if cu:
-        rows.append(
-            (
-                f"catch-up {cu['backlog']:,} events",
-                f"{fmt(cu['accumulator_eps'])} events/s ({cu['accumulator_s_from_ready']}s), "
-                f"RSS {cu['accumulator_rss_peak_mib']} MiB",
-                f"bare consumer {fmt(cu['bare_consumer_eps'])}/s ratio {cu['ratio_vs_bare']:.2f}",
-                verdict(
-                    cu["accumulator_eps"] >= t["catchup_eps_min"]
-                    and cu["ratio_vs_bare"] >= t["catchup_vs_bare_min"]
-                    and cu["accumulator_rss_peak_mib"] <= t["rss_mib_max"]
-                    and cu["total_ok"]
-                    and cu.get("complete", True)
-                ),
-            )
-        )
-    before = cu.get("pure_python_crc") if cu else None
+                f"GET /api/total c={conns} p99",
+                f"<= {t['rest_p99_ratio_max']}x bare",
+                f"{fmt(a['p99_ms'], 'ms', 2)} vs bare {fmt(b['p99_ms'], 'ms', 2)}",
+                fmt(r["p99"], "x", 2),
+                status(at_most(r["p99"], t["rest_p99_ratio_max"])),
+            ),
+        ]
+    acc_rss = max(
+        [fr["accumulator_rss_peak_mib"]] + [row["accumulator"]["rss_peak_mib"] for row in pipe["rest_total"].values()]
+    )
+    rows += [
+        (
+            "accumulator ready",
+            f"<= {t['ready_s_max']}s",
+            f"{pipe['accumulator_ready_s']}s",
+            "",
+            status(at_most(pipe["accumulator_ready_s"], t["ready_s_max"])),
+        ),
+        (
+            "accumulator RSS (pipeline)",
+            f"<= {t['rss_mib_max']} MiB",
+            f"peak {acc_rss} MiB",
+            "",
+            status(at_most(acc_rss, t["rss_mib_max"])),
+        ),
+    ]
+    return rows
+
+
+def catchup_rows(cu: dict[str, Any]) -> list[Row]:
+    t = TARGETS
+    rows: list[Row] = [
+        (
+            f"catch-up {cu['backlog']:,} events",
+            f">= {t['catchup_vs_bare_min']}x bare",
+            f"{fmt(cu['accumulator_eps'])} vs bare {fmt(cu['bare_consumer_eps'])} events/s"
+            f" ({cu['accumulator_s_from_ready']}s)",
+            fmt(cu["ratio_vs_bare"], "x", 2),
+            status(at_least(cu["ratio_vs_bare"], t["catchup_vs_bare_min"]) and cu.get("complete", True)),
+        ),
+        (
+            "catch-up total",
+            "= events produced",
+            f"applied {cu['total_check']['applied']} of {cu['total_check']['expected_applied']}",
+            "",
+            status(cu["total_check"]["ok"]),
+        ),
+        (
+            "accumulator RSS (catch-up)",
+            f"<= {t['rss_mib_max']} MiB",
+            f"peak {cu['accumulator_rss_peak_mib']} MiB",
+            "",
+            status(at_most(cu["accumulator_rss_peak_mib"], t["rss_mib_max"])),
+        ),
+    ]
+    before = cu.get("pure_python_crc")
     if before:
         rows.append(
             (
                 "catch-up, pure-Python CRC",
-                f"{fmt(before['accumulator_eps'])} events/s ({before['accumulator_s_from_ready']}s)",
-                f"bare consumer {fmt(before['bare_consumer_eps'])}/s ratio {before['ratio_vs_bare']:.2f}",
                 "(before)",
+                f"{fmt(before['accumulator_eps'])} vs bare {fmt(before['bare_consumer_eps'])} events/s",
+                fmt(before["ratio_vs_bare"], "x", 2),
+                "",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
-    lines = [" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
-    return "\n".join(lines)
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    """One row per target: what, target, measured, ratio, PASS/MISS."""
+    rows: list[Row] = [("what", "target", "measured", "ratio", "status")]
+    throughput = results.get("throughput", {})
+    for procs, tp in throughput.items():
+        rows += throughput_rows(procs, tp)
+    rows += scale_out_rows(throughput)
+    if results.get("pipeline"):
+        rows += pipeline_rows(results["pipeline"])
+    if results.get("catchup"):
+        rows += catchup_rows(results["catchup"])
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join(" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows)
 
 
 def guarded(results: dict[str, Any], name: str, phase: Any) -> None:
@@ -577,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
             if "pipeline" in phases:
                 procs = int(args.processes.split(",")[-1])
+                peak = capacity(results.get("throughput", {}).get(str(procs)))
+                rate = round(TARGETS["fixed_rate_share"] * peak) if peak else DEFAULT_FIXED_RATE
                 guarded(
                     results,
                     "pipeline",
@@ -590,8 +813,10 @@ def main(argv: list[str] | None = None) -> int:
                                 15 if args.quick else 30,
                                 5 if args.quick else 10,
                                 args.partitions,
+                                rate,
                             ),
                             "processes": procs,
+                            "rate_from_capacity": peak is not None,
                         },
                     ),
                 )

@@ -37,8 +37,16 @@ def read_records(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]
 
 
 def read_events(bootstrap: str, topic: str, timeout: float = 60.0) -> list[dict[str, Any]]:
-    """The JSON summation events on `topic`, decoded."""
-    return [orjson.loads(r.value) for r in read_records(bootstrap, topic, timeout)]
+    """The summations on `topic`, one JSON object each in topic order: a v1 record as it is, a v2
+    record (several summations, docs/events.md) as one v1-shaped object per summation."""
+    events: list[dict[str, Any]] = []
+    for record in read_records(bootstrap, topic, timeout):
+        doc = orjson.loads(record.value)
+        if doc.get("v") == 2:
+            events += [{"v": 1, **item, "produced_at_ms": doc["produced_at_ms"]} for item in doc["events"]]
+        else:
+            events.append(doc)
+    return events
 
 
 def read_dlq(bootstrap: str, dlq: str, expected: int, timeout: float = 60.0) -> list[Any]:

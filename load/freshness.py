@@ -31,6 +31,7 @@ class FreshnessProbe(threading.Thread):
         self.poll_s = poll_s
         self.budget_s = budget_s
         self.samples_ms: list[float] = []
+        self.sent = 0  # probe calls answered OK: each adds PROBE_UNIT to the total
         self.timeouts = 0
         self.error: BaseException | None = None
 
@@ -50,7 +51,6 @@ class FreshnessProbe(threading.Thread):
         with grpc.insecure_channel(self.grpc_target) as channel:
             stub = sum_pb2_grpc.SumServiceStub(channel)
             base = self._probes_applied(conn)
-            sent = 0
             end = time.monotonic() + self.budget_s
             while time.monotonic() < end:
                 tick = time.monotonic()
@@ -59,9 +59,9 @@ class FreshnessProbe(threading.Thread):
                     timeout=10,
                 )
                 replied = time.monotonic()
-                sent += 1
+                self.sent += 1
                 deadline = replied + 10
-                while self._probes_applied(conn) - base < sent:
+                while self._probes_applied(conn) - base < self.sent:
                     if time.monotonic() > deadline:
                         self.timeouts += 1
                         return

@@ -12,7 +12,9 @@
 #   up         SUMFLOW_BOX=sumflow/debian12 SUMFLOW_LIBVIRT_DRIVER=qemu vagrant up --provider=libvirt
 #              (with SUMFLOW_GRAFANA_STACK=false SUMFLOW_ARTIFACTS=local: what cannot be downloaded here)
 #   status     systemctl status of every unit on every VM, over `vagrant ssh`
-#   flow       one AddNumbers call to app1 raises app1's /api/total by exactly the sum (and a retry is a duplicate)
+#   flow       one AddNumbers call over TLS (trusting only the controller's CA) to app1 raises app1's
+#              /api/total by exactly the sum (and a retry is a duplicate)
+#   refused    a plaintext AddNumbers call to app1 is refused (UNAVAILABLE)
 #   targets    Prometheus on mon1 reports every scrape target up
 #   k6         load/grpc.js and load/rest.js against app1 (~30 s each, low rate); checks and the applied count pass
 #   provision  a second `vagrant provision` reports changed=0 on every host
@@ -53,6 +55,10 @@ export PATH="$VENV/bin:$PATH"
 ANSIBLE_SSH_CONTROL_PATH_DIR="$(mktemp -d /tmp/sumflow-vagrant-cp.XXXXXX)"
 export ANSIBLE_SSH_CONTROL_PATH_DIR
 export K6_NO_USAGE_REPORT=true
+# The internal CA the provisioner's pki role keeps on this controller (outside the repository): the
+# host-side checks call the adder over TLS trusting only it.
+export SUMFLOW_PKI_DIR="${SUMFLOW_PKI_DIR:-$HOME/.local/share/sumflow/pki}"
+CA="$SUMFLOW_PKI_DIR/ca.crt"
 
 report() { printf '%s\n' "$*" | tee -a "$REPORT"; }
 declare -A PHASE_S=()
@@ -128,7 +134,7 @@ run_k6() {
     echo "== k6 run load/$script.js ($K6_SECONDS s, low rate)"
     # Emulated VMs answer in hundreds of ms: the latency thresholds are widened here, the checks
     # (every answer right, the applied count equal to the accepted calls) are not.
-    SUMFLOW_GRPC_TARGET="$APP:50051" SUMFLOW_REST_URL="http://$APP:8080" \
+    SUMFLOW_GRPC_TARGET="$APP:50051" SUMFLOW_TLS_CA="$CA" SUMFLOW_REST_URL="http://$APP:8080" \
       SCENARIOS=open RATE=5 PEAK_RATE=10 PRE_VUS=5 MAX_VUS=20 \
       RAMP_S=5 HOLD_S=$((K6_SECONDS - 10)) PEAK_S=5 RAMP_DOWN_S=1 \
       GRPC_P95_MS=5000 GRPC_P99_MS=10000 HTTP_P95_MS=5000 HTTP_P99_MS=10000 SETTLE_SECONDS=120 \
@@ -152,7 +158,8 @@ phase artifacts bash -c 'scripts/kafka/fetch.sh pack && scripts/pack-prometheus-
 phase up vagrant up --provider=libvirt
 phase status check_units
 phase flow "$VENV/bin/python" molecule/default/files/deployment_probe.py flow \
-  --adder "$APP:50051" --accumulator "http://$APP:8080" --timeout 300
+  --adder "$APP:50051" --ca "$CA" --accumulator "http://$APP:8080" --timeout 300
+phase refused "$VENV/bin/python" molecule/default/files/deployment_probe.py refused --adder "$APP:50051"
 phase targets check_targets
 phase k6 run_k6
 phase provision provision_again

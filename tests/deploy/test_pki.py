@@ -1,5 +1,7 @@
 """roles/pki run by the real ansible-playbook: the internal CA and the host certificates on the
-controller (tasks/main.yml) and their install on the hosts (tasks_from: install).
+controller (tasks/main.yml) and their install on the hosts (tasks_from: install); and the sumflow
+role's use of them (its tasks/tls.yml, the adder's environment file, the readiness gate's arguments,
+the restart mark when a file changed).
 
 The controller is this machine and so are the two hosts of a small inventory (ansible_connection=local,
 no become); pki_dir and each host's install directory are temporary directories. The certificates are
@@ -70,6 +72,40 @@ class Run:
         return {h: v == "True" for h, v in found}
 
 
+# The sumflow role's TLS step as app.yml runs it (pki main first), then the adder's environment file
+# rendered from the role's template and what the run phase would do.
+SUMFLOW_PLAYBOOK = [
+    {
+        "name": "The sumflow role's TLS files",
+        "hosts": "tls",
+        "gather_facts": False,
+        "roles": ["pki"],
+        "tasks": [
+            {
+                "name": "Install the TLS files",
+                "ansible.builtin.include_role": {"name": "sumflow", "tasks_from": "tls.yml", "public": True},
+            },
+            {"name": "Apply the handlers", "ansible.builtin.meta": "flush_handlers"},
+            {
+                "name": "Render the adder's environment file",
+                "ansible.builtin.template": {
+                    "src": str(REPO / "roles/sumflow/templates/adder.env.j2"),
+                    "dest": "{{ tls_root }}/{{ inventory_hostname }}.adder.env",
+                    "mode": "0600",
+                },
+            },
+            {
+                "name": "Report",
+                "ansible.builtin.debug": {
+                    "msg": "restart_adder={{ sumflow_restart_adder | default(false) }} "
+                    "gate={{ (sumflow_wait_ready_argv + sumflow_wait_ready_targets['adder']) | to_json }}"
+                },
+            },
+        ],
+    }
+]
+
+
 @dataclass
 class Setup:
     root: Path
@@ -82,11 +118,18 @@ class Setup:
     def tls_root(self) -> Path:
         return self.root / "hosts"
 
-    def run(self, extra: dict[str, Any] | None = None, *args: str, hosts: dict[str, Any] = HOSTS) -> Run:
+    def run(
+        self,
+        extra: dict[str, Any] | None = None,
+        *args: str,
+        hosts: dict[str, Any] = HOSTS,
+        play: list[dict[str, Any]] = PLAYBOOK,
+    ) -> Run:
         inventory = self.root / "hosts.yml"
-        inventory.write_text(yaml.safe_dump({"all": {"children": {"tls": {"hosts": hosts}}}}))
+        groups = {"tls": {"hosts": hosts}, "adder": {"hosts": dict.fromkeys(hosts)}}
+        inventory.write_text(yaml.safe_dump({"all": {"children": groups}}))
         playbook = self.root / "playbook.yml"
-        playbook.write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
+        playbook.write_text(yaml.safe_dump(play, sort_keys=False))
         local = {
             "ansible_connection": "local",
             "ansible_become": False,
@@ -274,7 +317,7 @@ def test_force_reissues_keys_and_certificates_but_keeps_the_ca(issued: Setup) ->
 
 def test_a_new_ca_reissues_every_certificate(issued: Setup) -> None:
     setup = issued
-    for name in ("ca.crt", "ca.key", "ca.csr"):
+    for name in ("ca.crt", "ca.key"):  # what docs/security.md says to move away to revoke
         (setup.pki_dir / name).unlink()
     setup.run()
     ca = setup.cert("ca.crt")
@@ -322,3 +365,69 @@ def test_bad_input_stops_the_run(setup: Setup, extra: dict[str, Any], message: s
         setup.run(extra)
     assert message in str(failed.value)
     assert not (setup.pki_dir / "ca.key").exists()
+
+
+# --- the sumflow role ----------------------------------------------------------------------------------
+
+
+def _sumflow(setup: Setup, extra: dict[str, Any] | None = None) -> tuple[Run, dict[str, tuple[bool, list[str]]]]:
+    """Run SUMFLOW_PLAYBOOK: per host (restart mark, the gate's adder arguments)."""
+    user, group = getpass.getuser(), grp.getgrgid(os.getgid()).gr_name
+    local = {
+        "sumflow_user": user,
+        "sumflow_group": group,
+        "sumflow_tls_dir": "{{ tls_root }}/{{ inventory_hostname }}/tls",
+    }
+    run = setup.run({**local, **(extra or {})}, play=SUMFLOW_PLAYBOOK)
+    found = re.findall(r'ok: \[(\S+)\] =>.*?"msg": "restart_adder=(True|False) gate=(\[.*?\])"', run.proc.stdout, re.S)
+    return run, {h: (mark == "True", json.loads(gate.replace('\\"', '"'))) for h, mark, gate in found}
+
+
+def _env(setup: Setup, host: str) -> dict[str, str]:
+    lines = (setup.tls_root / f"{host}.adder.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_sumflow_installs_the_tls_files_for_its_user_and_serves_tls(setup: Setup) -> None:
+    _, seen = _sumflow(setup)
+    tls = setup.tls_root / "app-a" / "tls"
+    assert {p.name: _mode(p) for p in tls.iterdir()} == {"ca.crt": 0o644, "tls.crt": 0o644, "tls.key": 0o600}
+    assert (tls / "tls.key").stat().st_uid == os.getuid()  # sumflow_user: the user the units run as
+    env = _env(setup, "app-a")
+    assert env["SUMFLOW_GRPC_TLS_CERT"] == f"{tls}/tls.crt"
+    assert env["SUMFLOW_GRPC_TLS_KEY"] == f"{tls}/tls.key"
+    assert "SUMFLOW_GRPC_TLS_CLIENT_CA" not in env
+    # The gate calls the TLS adder with the CA, on a name of its certificate (127.0.0.1).
+    mark, gate = seen["app-a"]
+    assert gate[-4:] == ["--adder", "127.0.0.1:50051", "--ca", f"{tls}/ca.crt"]
+    assert "IP:127.0.0.1" in _sans(setup.cert("hosts/app-a.crt"))
+    # First install: the files changed, so the adder is marked (the run phase restarts it only if it
+    # was already running).
+    assert mark
+
+    again, seen = _sumflow(setup)
+    assert again.changed() == {"app-a": 0, "app-b": 0}
+    assert seen["app-a"][0] is False
+
+    _, seen = _sumflow(setup, {"pki_force": True})
+    assert {h: mark for h, (mark, _) in seen.items()} == {"app-a": True, "app-b": True}
+
+
+def test_sumflow_mutual_tls_and_plaintext_opt_out(setup: Setup) -> None:
+    _, seen = _sumflow(setup, {"sumflow_grpc_mtls": True})
+    tls = setup.tls_root / "app-b" / "tls"
+    assert _env(setup, "app-b")["SUMFLOW_GRPC_TLS_CLIENT_CA"] == f"{tls}/ca.crt"
+    assert seen["app-b"][1][-8:] == [
+        "--adder",
+        "127.0.0.1:50051",
+        "--ca",
+        f"{tls}/ca.crt",
+        "--cert",
+        f"{tls}/tls.crt",
+        "--key",
+        f"{tls}/tls.key",
+    ]
+
+    _, seen = _sumflow(setup, {"sumflow_tls_enabled": False})
+    assert not any(key.startswith("SUMFLOW_GRPC_TLS_") for key in _env(setup, "app-b"))
+    assert seen["app-b"][1][-2:] == ["--adder", "127.0.0.1:50051"]

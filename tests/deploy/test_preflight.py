@@ -100,6 +100,12 @@ BAD_INPUTS = {
     "sumflow watchdog": ({"sumflow_accumulator_watchdog_seconds": 0}, "accumulator", "must be whole seconds >= 1"),
     "sumflow paths": ({"sumflow_state_root": "var/lib/sumflow"}, "adder", "must be absolute paths"),
     "sumflow stop timeout": ({"sumflow_stop_timeout": 20}, "adder", "must exceed sumflow_drain_seconds"),
+    "sumflow mtls": (
+        {"sumflow_tls_enabled": False, "sumflow_grpc_mtls": True},
+        "adder",
+        "sumflow_grpc_mtls needs sumflow_tls_enabled",
+    ),
+    "pki renewal": ({"pki_renew_days": 400}, "adder", "pki_renew_days (400) < pki_cert_days (365)"),
     "prometheus retention": (
         {"prometheus_retention_time": "15days"},
         "monitoring",
@@ -114,6 +120,16 @@ BAD_INPUTS = {
     ),
     "grafana version": ({"grafana_stack_grafana_version": "latest"}, "monitoring", "must be a release version"),
     "stack ports": ({"grafana_stack_tempo_otlp_grpc_port": 3100}, "monitoring", "must be 1-65535 and all different"),
+    "firewall sources": (
+        {"firewall_client_sources": ["clients.example.internal"]},
+        "adder",
+        "firewall sources must be IPv4/IPv6 addresses or CIDRs",
+    ),
+    "firewall rule": (
+        {"firewall_extra_rules": [{"name": "Bad-Name", "port": 70000, "listen_groups": ["adder"], "from_groups": []}]},
+        "adder",
+        "firewall rule Bad-Name",
+    ),
 }
 
 

@@ -1,9 +1,11 @@
 """Hostile records on the summation topic, consumed by the real accumulator process.
 
 Invalid JSON, missing fields, wrong types, nulls, huge values, binary garbage, oversized values and
-random byte flips of valid events go to the DLQ (once each, with a reason header) and never stop
-the consumer; unknown extra fields are ignored (the event is applied). The total is the exact sum of
-the valid events, judged by an oracle written independently of the service's decoder.
+random byte flips of valid events, in both record versions (v1: one summation, v2: several), go to
+the DLQ (once each, with a reason header) and never stop the consumer; unknown extra fields are
+ignored (the event is applied). A v2 record with one bad summation is invalid as a whole. The total
+is the exact sum of the valid summations, judged by an oracle written independently of the
+service's decoder.
 """
 
 from __future__ import annotations
@@ -23,25 +25,41 @@ MAX_EVENT_BYTES = 64 * 1024  # documented in sumflow.domain.events
 UUID_FORM = re.compile(r"[0-9a-fA-F]{32}")
 
 
-def is_valid_event(value: bytes | None) -> str | None:
-    """The documented contract, independently: the canonical request id if valid, else None."""
+def _int64(value: object) -> bool:
+    return type(value) is int and INT64_MIN <= value <= INT64_MAX
+
+
+def _summation(doc: object, names: tuple[str, ...]) -> tuple[str, int] | None:
+    """(canonical request id, result) of one valid summation object, else None."""
+    if not isinstance(doc, dict):
+        return None
+    rid = doc.get("request_id")
+    if not isinstance(rid, str) or len(rid) > 36 or not UUID_FORM.fullmatch(rid.replace("-", "")):
+        return None
+    fields = [doc.get(k) for k in names]
+    if not all(_int64(f) for f in fields) or fields[0] + fields[1] != fields[2]:
+        return None
+    return str(uuid.UUID(hex=rid.replace("-", ""))), fields[2]
+
+
+def valid_summations(value: bytes | None) -> list[tuple[str, int]] | None:
+    """The documented contract, independently: the record's (request id, result) pairs if valid, else None."""
     if value is None or len(value) > MAX_EVENT_BYTES:
         return None
     try:
         doc = json.loads(value, parse_constant=lambda _: None)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(doc, dict) or doc.get("v", 1) != 1 or type(doc.get("v", 1)) is not int:
+    if not isinstance(doc, dict) or type(doc.get("v", 1)) is not int:
         return None
-    rid = doc.get("request_id")
-    if not isinstance(rid, str) or len(rid) > 36 or not UUID_FORM.fullmatch(rid.replace("-", "")):
+    if doc.get("v", 1) == 1:
+        one = _summation(doc, ("first_number", "second_number", "result", "produced_at_ms"))
+        return None if one is None else [one]
+    items = doc.get("events")
+    if doc["v"] != 2 or not _int64(doc.get("produced_at_ms")) or not isinstance(items, list) or not items:
         return None
-    fields = [doc.get(k) for k in ("first_number", "second_number", "result", "produced_at_ms")]
-    if any(type(f) is not int or not INT64_MIN <= f <= INT64_MAX for f in fields):
-        return None
-    if fields[0] + fields[1] != fields[2]:
-        return None
-    return str(uuid.UUID(hex=rid.replace("-", "")))
+    pairs = [_summation(item, ("first_number", "second_number", "result")) for item in items]
+    return None if None in pairs else pairs  # type: ignore[return-value]
 
 
 def event(first: int, second: int, **changes: object) -> dict:
@@ -52,6 +70,17 @@ def event(first: int, second: int, **changes: object) -> dict:
         "second_number": second,
         "result": first + second,
         "produced_at_ms": int(time.time() * 1000),
+    }
+    doc.update(changes)
+    return doc
+
+
+def batch(*items: dict, **changes: object) -> dict:
+    """A v2 record of `items` (v1-shaped events: their own v and produced_at_ms are dropped)."""
+    doc = {
+        "v": 2,
+        "produced_at_ms": int(time.time() * 1000),
+        "events": [without(without(item, "v"), "produced_at_ms") for item in items],
     }
     doc.update(changes)
     return doc
@@ -99,6 +128,22 @@ def hostile_values(rng: random.Random) -> list[bytes | None]:
     ]
     base = event(5, 6)
     values += [dumps(without(base, name)) for name in base]  # each field missing in turn
+    values += [  # v2: the record, or one of its summations, wrong: nothing of it is applied
+        dumps(batch()),  # no summation
+        dumps(without(batch(event(1, 2)), "events")),
+        dumps(without(batch(event(1, 2)), "produced_at_ms")),
+        dumps(batch(event(1, 2), produced_at_ms="now")),
+        dumps(batch(event(1, 2), events={"a": 1})),
+        dumps(batch(event(1, 2), events=[event(1, 2), 7])),
+        dumps(batch(event(1, 2), events=[event(1, 2), None])),
+        dumps(batch(event(1, 2), v=3)),
+        dumps(batch(event(1, 2), v="2")),
+        dumps(batch(event(1, 2), event(3, 4, result=8))),  # the second one wrong
+        dumps(batch(event(1, 2), event(3, 4, request_id="nope"))),
+        dumps(batch(event(1, 2), without(event(3, 4), "second_number"))),
+        dumps(batch(event(INT64_MAX, 0), event(INT64_MAX, 1))),
+        dumps(batch(*[event(1, 2, padding="z" * 1000) for _ in range(70)])),  # beyond the size limit
+    ]
     return values
 
 
@@ -115,11 +160,28 @@ def valid_values(rng: random.Random, count: int) -> list[bytes]:
     return values
 
 
+def valid_batches(rng: random.Random, count: int) -> list[bytes]:
+    """Valid v2 records of 1-20 summations, some with unknown extra fields or upper-case ids."""
+    values = []
+    for i in range(count):
+        items = [
+            event(rng.randint(-(10**12), 10**12), rng.randint(-(10**12), 10**12)) for _ in range(rng.randint(1, 20))
+        ]
+        if i % 3 == 0:
+            items[0] |= {"extra": [1, {"x": None}]}
+            items[-1]["request_id"] = items[-1]["request_id"].upper()
+        values.append(dumps(batch(*items, note="ignored") if i % 4 == 0 else batch(*items)))
+    return values
+
+
 def mutated_values(rng: random.Random, count: int) -> list[bytes]:
-    """Valid events with 1-3 random bytes changed: some still valid, most not."""
+    """Valid v1 and v2 records with 1-3 random bytes changed: some still valid, most not."""
     out = []
-    for _ in range(count):
-        raw = bytearray(dumps(event(rng.randint(0, 10**6), rng.randint(0, 10**6))))
+    for i in range(count):
+        doc = event(rng.randint(0, 10**6), rng.randint(0, 10**6))
+        if i % 2:
+            doc = batch(doc, event(rng.randint(0, 10**6), rng.randint(0, 10**6)))
+        raw = bytearray(dumps(doc))
         for _ in range(rng.randint(1, 3)):
             raw[rng.randrange(len(raw))] = rng.randrange(256)
         out.append(bytes(raw))
@@ -129,7 +191,7 @@ def mutated_values(rng: random.Random, count: int) -> list[bytes]:
 def test_hostile_records_go_to_the_dlq_and_valid_ones_are_exact(kafka_broker, accumulator):
     acc, topic, dlq = accumulator
     rng = random.Random(17)
-    values = hostile_values(rng) + valid_values(rng, 200) + mutated_values(rng, 200)
+    values = hostile_values(rng) + valid_values(rng, 200) + valid_batches(rng, 60) + mutated_values(rng, 200)
     rng.shuffle(values)
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all", max_request_size=4 << 20)
     sent = []  # (partition, offset, value)
@@ -145,12 +207,14 @@ def test_hostile_records_go_to_the_dlq_and_valid_ones_are_exact(kafka_broker, ac
     expected_total = 0
     invalid_positions = set()
     for partition, offset, value in sent:
-        rid = is_valid_event(value)
-        if rid is None:
+        pairs = valid_summations(value)
+        if pairs is None:
             invalid_positions.add((partition, offset))
-        elif rid not in applied_ids:  # a mutation may keep the id of nothing else: ids are unique
-            applied_ids.add(rid)
-            expected_total += json.loads(value)["result"]
+            continue
+        for rid, result in pairs:
+            if rid not in applied_ids:  # a mutation may keep the id of nothing else: ids are unique
+                applied_ids.add(rid)
+                expected_total += result
     assert len(invalid_positions) > 100  # the suite really is hostile
 
     final = acc.wait_applied(len(applied_ids), timeout=120)

@@ -88,7 +88,7 @@ def test_event_on_the_topic_carries_json_key_and_trace_context(adder: InProcessA
     assert len(records) == 1
     record = records[0]
     assert record.key == rid.encode()
-    event = decode_event(record.value)
+    (event,) = decode_event(record.value)
     assert (event.request_id, event.first_number, event.second_number, event.result) == (rid, 19, 23, 42)
     assert event.produced_at_ms > 0
     headers = dict(record.headers)
@@ -139,6 +139,10 @@ def test_many_distinct_requests_each_publish_exactly_once(adder: InProcessAdder)
     with ThreadPoolExecutor(max_workers=16) as pool:
         replies = list(pool.map(lambda i: adder.add(ids[i], i, 1000), range(len(ids))))
     assert [r.result for r in replies] == [i + 1000 for i in range(len(ids))]
-    records = read_topic(adder.bootstrap, adder.topic, expect_at_least=len(ids))
-    assert sorted(r.key.decode() for r in records) == sorted(ids)
-    assert sum(decode_event(r.value).result for r in records) == sum(i + 1000 for i in range(len(ids)))
+    # Calls ready together share a record (v2, docs/events.md): count summations, not records. Every
+    # call was acknowledged before its reply, so every record is below the end offsets now.
+    records = read_topic(adder.bootstrap, adder.topic, expect_at_least=1)
+    decoded = [(r.key.decode(), decode_event(r.value)) for r in records]
+    assert all(events[0].request_id == key for key, events in decoded)  # keyed by its first summation
+    published = [e for _key, events in decoded for e in events]
+    assert sorted((e.request_id, e.result) for e in published) == sorted((rid, i + 1000) for i, rid in enumerate(ids))

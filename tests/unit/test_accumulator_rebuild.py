@@ -19,7 +19,7 @@ from sumflow.config import load_accumulator_config
 from sumflow.domain.events import SummationEvent
 from sumflow.domain.ledger import Record
 from sumflow.service_layer.rebuild import RebuildError, StateRebuild, rebuild
-from tests.fixtures.event_records import event_value
+from tests.fixtures.event_records import batch_value, event_value
 
 
 class MemoryTopic:
@@ -113,6 +113,25 @@ def test_rebuild_takes_the_audit_then_what_the_topic_adds_each_id_once(tmp_path)
     docs = list(read_audit(audit_dir(tmp_path)))
     assert [d["request_id"] for d in docs] == ids[:7]
     assert read_total_file(tmp_path)["total"] == report.total
+
+
+def test_rebuild_reads_every_summation_of_a_v2_record(tmp_path):
+    config = _config(tmp_path)
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    topic = MemoryTopic(
+        {
+            0: [
+                event_value(ids[0], 0, 10),
+                batch_value([(ids[i], i, 10) for i in range(4)]),  # the first one again: counted once
+                batch_value([(ids[4], 4, 10), (str(uuid.uuid4()), 1, 1)])[:-3],  # torn: invalid as a whole
+            ]
+        }
+    )
+    report = rebuild(_parts(config, topic))
+    assert (report.from_kafka, report.invalid_skipped, report.applied) == (4, 1, 4)
+    assert report.total == sum(i + 10 for i in range(4)) and report.next_offsets == {0: 3}
+    docs = list(read_audit(audit_dir(tmp_path)))
+    assert [(d["request_id"], d["offset"]) for d in docs] == [(ids[0], 0)] + [(ids[i], 1) for i in (1, 2, 3)]
 
 
 def test_audit_only_rebuild_never_reads_the_topic(tmp_path):

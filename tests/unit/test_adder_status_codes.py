@@ -109,7 +109,7 @@ def test_new_request_publishes_one_event_and_answers(adder: Adder) -> None:
     assert len(adder.publisher.sent) == 1
     key, value = adder.publisher.sent[0]
     assert key == rid.lower().encode()
-    event = decode_event(value)
+    (event,) = decode_event(value)
     assert (event.request_id, event.first_number, event.second_number, event.result) == (rid.lower(), 40, 2, 42)
 
 

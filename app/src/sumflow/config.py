@@ -65,6 +65,7 @@ class AdderConfig:
     publish_timeout_seconds: float  # retry budget for one event (Kafka delivery timeout)
     producer_retries: int
     producer_linger_ms: int
+    publish_batch_max: int  # summations per Kafka record (v2 above 1)
     producer_max_in_flight: int
     pending_timeout_seconds: float  # a pending de-dupe record older than this may be taken over
     access_log: str = "failures"  # SUMFLOW_ACCESS_LOG: "all" calls, or "failures" (not OK) and traced calls
@@ -364,6 +365,14 @@ def _adder(env: _Env) -> AdderConfig:
         ),
         producer_retries=env.int("SUMFLOW_PRODUCER_RETRIES", 5, 0, 100, "producer retries inside that budget"),
         producer_linger_ms=env.int("SUMFLOW_PRODUCER_LINGER_MS", 1, 0, 1000, "producer batching delay"),
+        publish_batch_max=env.int(
+            "SUMFLOW_PUBLISH_BATCH_MAX",
+            1,
+            1,
+            256,
+            "most summations in one Kafka record: above 1, the calls ready together share one v2 record"
+            " (docs/events.md; only once every accumulator reads v2); 1 = one v1 event per call",
+        ),
         producer_max_in_flight=env.int(
             "SUMFLOW_PRODUCER_MAX_IN_FLIGHT",
             5,

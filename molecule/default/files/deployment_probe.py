@@ -1,9 +1,20 @@
 """Checks the Molecule verify step runs FROM THE CONTROLLER against the deployed hosts' addresses.
 
-    deployment_probe.py flow --adder HOST:PORT --accumulator http://HOST:PORT [--timeout S]
+    deployment_probe.py flow --adder HOST:PORT --accumulator http://HOST:PORT [TLS] [--timeout S]
         One AddNumbers call over gRPC must raise GET /api/total by exactly first + second, once:
         the total reaches the expected value, a retry with the same request_id is answered as a
         duplicate with the same result, and the total does not move again.
+    deployment_probe.py refused --adder HOST:PORT [TLS]
+        The adder refuses this client: AddNumbers over plaintext (no --ca) or with the given TLS
+        settings ends in UNAVAILABLE (the TLS handshake failed), not in an answer.
+    deployment_probe.py stream --adder HOST:PORT --accumulator http://HOST:PORT --until-file F [TLS]
+        AddNumbers calls one after another until file F exists (at most --max-seconds), each retried
+        with its request_id on UNAVAILABLE, as a client riding out a rolling restart does; then the
+        total must have risen by exactly the sum of the answered calls.
+    deployment_probe.py served-cert --adder HOST:PORT --ca FILE --expect-cert FILE
+        The certificate the adder presents in a TLS handshake (checked against the CA and the
+        address) is exactly the one in FILE: it serves the certificate that was issued last.
+    TLS: --ca FILE (verify the adder against this CA) [--cert FILE --key FILE] (client certificate)
     deployment_probe.py topics --bootstrap HOST:PORT --topic NAME=PARTITIONS ... [KAFKA LOGIN]
         Every topic exists with exactly that many partitions, each with a leader.
     deployment_probe.py kafka-refusals --bootstrap HOST:PORT --topic NAME KAFKA LOGIN
@@ -22,8 +33,11 @@ Prints one JSON line with what it saw; exits non-zero with the reason on any mis
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
+import socket
+import ssl
 import sys
 import time
 import urllib.request
@@ -39,6 +53,9 @@ from sumflow.adapters.kafka_security import kafka_client_security
 from sumflow.domain.events import encode_event
 from sumflow.domain.summation import AddCommand
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
+
+# (CA, client certificate, client key); no CA: plaintext.
+Tls = tuple[Path | None, Path | None, Path | None]
 
 
 class ProbeError(Exception):
@@ -62,17 +79,34 @@ def _read_total(accumulator: str, deadline: float) -> dict[str, Any]:
     raise ProbeError(f"{accumulator}/api/total never answered: {last_error}")
 
 
-def _add(stub: sum_pb2_grpc.SumServiceStub, request: sum_pb2.AddNumbersRequest, deadline: float) -> Any:
-    """AddNumbers with retries on UNAVAILABLE (the adder may still be connecting to Kafka)."""
+def _channel(adder: str, ca: Path | None, cert: Path | None, key: Path | None) -> grpc.Channel:
+    """Plaintext without a CA; otherwise TLS trusting only that CA, with an optional client certificate."""
+    if ca is None:
+        return grpc.insecure_channel(adder)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca.read_bytes(),
+        private_key=key.read_bytes() if key else None,
+        certificate_chain=cert.read_bytes() if cert else None,
+    )
+    return grpc.secure_channel(adder, credentials)
+
+
+def _add(
+    stub: sum_pb2_grpc.SumServiceStub, request: sum_pb2.AddNumbersRequest, deadline: float, pause: float = 1.0
+) -> tuple[Any, int]:
+    """(reply, retries): AddNumbers retried with the same request on UNAVAILABLE or a deadline (the adder
+    may still be connecting to Kafka, or restarting)."""
+    retries = 0
     while True:
         try:
-            return stub.AddNumbers(request, timeout=10, wait_for_ready=True)
+            return stub.AddNumbers(request, timeout=10, wait_for_ready=True), retries
         except grpc.RpcError as exc:
             if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise ProbeError(f"AddNumbers failed: {exc.code().name} {exc.details()}") from exc
             if time.monotonic() > deadline:
                 raise ProbeError(f"AddNumbers still {exc.code().name} at the deadline: {exc.details()}") from exc
-            time.sleep(1)
+            retries += 1
+            time.sleep(pause)
 
 
 def _wait_total(accumulator: str, expected: int, deadline: float) -> dict[str, Any]:
@@ -87,26 +121,101 @@ def _wait_total(accumulator: str, expected: int, deadline: float) -> dict[str, A
     return seen
 
 
-def probe_flow(adder: str, accumulator: str, timeout: float, settle: float) -> dict[str, Any]:
+def _request() -> sum_pb2.AddNumbersRequest:
+    first, second = random.randint(1, 10**6), random.randint(1, 10**6)  # noqa: S311 (not crypto)
+    return sum_pb2.AddNumbersRequest(request_id=str(uuid.uuid4()), first_number=first, second_number=second)
+
+
+def probe_flow(adder: str, accumulator: str, tls: Tls, timeout: float, settle: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     before = _read_total(accumulator, deadline)
-    first, second = random.randint(1, 10**6), random.randint(1, 10**6)  # noqa: S311 (not crypto)
-    request = sum_pb2.AddNumbersRequest(request_id=str(uuid.uuid4()), first_number=first, second_number=second)
-    with grpc.insecure_channel(adder) as channel:
+    request = _request()
+    first, second = request.first_number, request.second_number
+    with _channel(adder, *tls) as channel:
         stub = sum_pb2_grpc.SumServiceStub(channel)
-        reply = _add(stub, request, deadline)
+        reply, _ = _add(stub, request, deadline)
         if reply.result != first + second or reply.request_id != request.request_id:
             raise ProbeError(f"wrong reply {reply} for {first} + {second}")
         expected = before["total"] + first + second
         after = _wait_total(accumulator, expected, deadline)
-        retry = _add(stub, request, deadline)
+        retry, _ = _add(stub, request, deadline)
         if not retry.duplicate or retry.result != reply.result:
             raise ProbeError(f"a retry of the same request_id was not a duplicate: {retry}")
     time.sleep(settle)
     final = _read_total(accumulator, deadline)
     if final["total"] != expected:
         raise ProbeError(f"total moved after the duplicate: {final} (expected {expected})")
-    return {"before": before, "added": [first, second], "after": after, "final": final}
+    return {"before": before, "added": [first, second], "after": after, "final": final, "tls": tls[0] is not None}
+
+
+def probe_refused(adder: str, tls: Tls) -> dict[str, Any]:
+    """One call without waiting for the channel: a refused handshake is UNAVAILABLE at once."""
+    with _channel(adder, *tls) as channel:
+        try:
+            reply = sum_pb2_grpc.SumServiceStub(channel).AddNumbers(_request(), timeout=10)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                raise ProbeError(f"expected UNAVAILABLE (refused), got {exc.code().name}: {exc.details()}") from exc
+            return {"refused": exc.code().name, "details": exc.details(), "tls": tls[0] is not None}
+    raise ProbeError(f"the adder answered a client it must refuse: {reply}")
+
+
+def probe_served_cert(adder: str, ca: Path, expect: Path) -> dict[str, Any]:
+    host, _, port = adder.rpartition(":")
+    context = ssl.create_default_context(cafile=str(ca))
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        served = tls.getpeercert(binary_form=True)
+    wanted = ssl.PEM_cert_to_DER_cert(expect.read_text())
+    if served != wanted:
+        raise ProbeError(
+            f"{adder} serves the certificate sha256 {hashlib.sha256(served or b'').hexdigest()}, "
+            f"not {expect} (sha256 {hashlib.sha256(wanted).hexdigest()})"
+        )
+    return {"served_sha256": hashlib.sha256(served).hexdigest(), "file": str(expect)}
+
+
+def probe_stream(
+    adder: str, accumulator: str, tls: Tls, *, until_file: Path, max_seconds: float, timeout: float
+) -> dict[str, Any]:
+    """Calls until until_file exists; every call answered (after retries) and counted exactly once."""
+    stop_at = time.monotonic() + max_seconds
+    before = _read_total(accumulator, time.monotonic() + timeout)
+    calls = retried_calls = retries = duplicates = 0
+    added = 0
+    slowest = 0.0
+    with _channel(adder, *tls) as channel:
+        stub = sum_pb2_grpc.SumServiceStub(channel)
+        while not until_file.exists():
+            if time.monotonic() > stop_at:
+                raise ProbeError(f"{until_file} did not appear within {max_seconds:g} s")
+            request = _request()
+            started = time.monotonic()
+            reply, tries = _add(stub, request, started + timeout, pause=0.2)
+            slowest = max(slowest, time.monotonic() - started)
+            # A retried call may be answered as a duplicate: its first attempt was applied before the
+            # adder closed the connection. The first attempt of a call never is.
+            if reply.result != request.first_number + request.second_number or (reply.duplicate and not tries):
+                raise ProbeError(f"wrong reply {reply} for {request}")
+            calls += 1
+            added += reply.result
+            retried_calls += tries > 0
+            retries += tries
+            duplicates += reply.duplicate
+    after = _wait_total(accumulator, before["total"] + added, time.monotonic() + timeout)
+    return {
+        "calls": calls,
+        "calls_retried": retried_calls,
+        "retries": retries,
+        "answered_as_duplicate_after_a_retry": duplicates,
+        "slowest_call_s": round(slowest, 2),
+        "before": before["total"],
+        "added": added,
+        "after": after["total"],
+    }
 
 
 def _login(ca: str | None, user: str | None, password_file: str | None) -> dict[str, Any]:
@@ -202,6 +311,12 @@ def _topic_spec(text: str) -> tuple[str, int]:
     return name, int(partitions)
 
 
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ca", type=Path, help="PEM CA: call the adder over TLS, trusting only it")
+    parser.add_argument("--cert", type=Path, help="PEM client certificate (mutual TLS), with --key")
+    parser.add_argument("--key", type=Path, help="PEM private key of --cert")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +325,21 @@ def main(argv: list[str] | None = None) -> int:
     flow.add_argument("--accumulator", required=True, help="base URL of the accumulator")
     flow.add_argument("--timeout", type=float, default=120.0)
     flow.add_argument("--settle", type=float, default=3.0, help="seconds to watch the total after the retry")
+    _tls_options(flow)
+    refused = commands.add_parser("refused")
+    refused.add_argument("--adder", required=True, help="HOST:PORT of the adder's gRPC server")
+    _tls_options(refused)
+    served = commands.add_parser("served-cert")
+    served.add_argument("--adder", required=True, help="HOST:PORT of the adder's gRPC server")
+    served.add_argument("--ca", type=Path, required=True, help="PEM CA the certificate must chain to")
+    served.add_argument("--expect-cert", type=Path, required=True, help="PEM certificate it must serve")
+    stream = commands.add_parser("stream")
+    stream.add_argument("--adder", required=True, help="HOST:PORT of the adder's gRPC server")
+    stream.add_argument("--accumulator", required=True, help="base URL of the accumulator")
+    stream.add_argument("--until-file", type=Path, required=True, help="stop calling once this file exists")
+    stream.add_argument("--max-seconds", type=float, default=600.0, help="fail if the file has not appeared by then")
+    stream.add_argument("--timeout", type=float, default=120.0, help="deadline of one call's retries, and of the total")
+    _tls_options(stream)
     topics = commands.add_parser("topics")
     topics.add_argument("--bootstrap", required=True)
     topics.add_argument("--topic", type=_topic_spec, action="append", required=True)
@@ -228,9 +358,25 @@ def main(argv: list[str] | None = None) -> int:
     targets.add_argument("--expect", type=int, required=True, help="fewest active targets")
     targets.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
+    tls: Tls = (getattr(args, "ca", None), getattr(args, "cert", None), getattr(args, "key", None))
+    if (tls[1] is None) != (tls[2] is None) or (tls[1] is not None and tls[0] is None):
+        parser.error("--cert and --key go together, and with --ca")
     try:
         if args.command == "flow":
-            result = probe_flow(args.adder, args.accumulator, args.timeout, args.settle)
+            result = probe_flow(args.adder, args.accumulator, tls, args.timeout, args.settle)
+        elif args.command == "refused":
+            result = probe_refused(args.adder, tls)
+        elif args.command == "served-cert":
+            result = probe_served_cert(args.adder, args.ca, args.expect_cert)
+        elif args.command == "stream":
+            result = probe_stream(
+                args.adder,
+                args.accumulator,
+                tls,
+                until_file=args.until_file,
+                max_seconds=args.max_seconds,
+                timeout=args.timeout,
+            )
         elif args.command == "targets":
             result = probe_targets(args.prometheus, args.expect, args.timeout)
         elif args.command == "kafka-refusals":

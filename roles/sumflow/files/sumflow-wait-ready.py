@@ -1,10 +1,13 @@
 """Wait until sumflow services are ready: the adder's gRPC health SERVING, the accumulator's /readyz 200.
 
     python sumflow-wait-ready --timeout 90 --adder 127.0.0.1:50051 --accumulator http://127.0.0.1:8080
+    python sumflow-wait-ready --adder 127.0.0.1:50051 --ca ca.crt [--cert tls.crt --key tls.key]
 
 Run by the release venv's Python (grpcio and grpc_health are its dependencies). For the adder both the
-overall service "" and sumflow.v1.SumService must be SERVING. Exit status 0 when every target is ready,
-1 when one is not by the timeout (its last answer on stderr), 2 on bad arguments.
+overall service "" and sumflow.v1.SumService must be SERVING. With --ca the adder is called over TLS,
+its certificate checked against that CA (and the name dialled), with --cert/--key as the client
+certificate a mutual-TLS adder asks for. Exit status 0 when every target is ready, 1 when one is not
+by the timeout (its last answer on stderr), 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -14,15 +17,28 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 SERVICE = "sumflow.v1.SumService"
 
 
-def adder_status(target: str) -> str:
+def adder_channel(target: str, ca: bytes | None, cert: bytes | None, key: bytes | None) -> Any:
+    """A plaintext channel, or TLS trusting only `ca` when it is given."""
+    import grpc
+
+    if ca is None:
+        return grpc.insecure_channel(target)
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+    return grpc.secure_channel(target, credentials)
+
+
+def adder_status(target: str, tls: tuple[bytes | None, bytes | None, bytes | None] = (None, None, None)) -> str:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
+    with adder_channel(target, *tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         for service in ("", SERVICE):
             try:
@@ -52,10 +68,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait (default 90)")
     parser.add_argument("--adder", action="append", default=[], metavar="HOST:PORT", help="an adder's gRPC address")
     parser.add_argument("--accumulator", action="append", default=[], metavar="URL", help="an accumulator's base URL")
+    parser.add_argument("--ca", type=Path, metavar="FILE", help="PEM CA: call the adders over TLS, trusting only it")
+    parser.add_argument("--cert", type=Path, metavar="FILE", help="PEM client certificate (mutual TLS), with --key")
+    parser.add_argument("--key", type=Path, metavar="FILE", help="PEM private key of --cert")
     args = parser.parse_args(argv)
     if not args.adder and not args.accumulator:
         parser.error("name at least one --adder or --accumulator")
-    checks = {f"adder {t}": (adder_status, t) for t in args.adder}
+    if (args.cert is None) != (args.key is None) or (args.cert is not None and args.ca is None):
+        parser.error("--cert and --key go together, and with --ca")
+    try:
+        tls = tuple(None if path is None else path.read_bytes() for path in (args.ca, args.cert, args.key))
+    except OSError as exc:
+        parser.error(f"cannot read a TLS file: {exc}")
+    checks = {f"adder {t}": (partial(adder_status, tls=tls), t) for t in args.adder}
     checks |= {f"accumulator {u}": (accumulator_status, u) for u in args.accumulator}
     status = dict.fromkeys(checks, "not checked yet")
     deadline = time.monotonic() + args.timeout

@@ -92,5 +92,6 @@ def build_adder_services(
         pending_timeout_seconds=cfg.pending_timeout_seconds,
         metrics=metrics,
         tracer=tracer if tracing_on else None,
+        publish_batch_max=cfg.publish_batch_max,
     )
     return AdderServices(cfg, store, publisher, handler, registry, metrics, tracer if tracing_on else None)

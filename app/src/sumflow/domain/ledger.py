@@ -1,8 +1,10 @@
 """The accumulator's ledger rules: apply a polled batch exactly once. Pure, no I/O.
 
-State = (total, applied count, next offset per partition). A record is applied when its offset
-is at or past the partition's next offset (older offsets are redeliveries) and its request id was
-not applied within the de-duplication window (the adder may publish one id twice after a crash).
+State = (total, applied count, next offset per partition). A record's events (one, or several in a
+v2 record, all at the record's offset) are applied when that offset is at or past the partition's
+next offset (older offsets are redeliveries); each event counts unless its request id was applied
+within the de-duplication window or earlier in the batch (the adder may publish one id twice after
+a crash).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class DecodedBatch:
     def add(self, records: Sequence[ConsumedRecord]) -> None:
         """Decode and append one poll's records (grouped by partition, ascending within it)."""
         self.count += len(records)
-        append = self.events.append
+        extend = self.events.extend
         decode = decode_event
         first = self.first_offsets
         last = self.next_offsets
@@ -111,7 +113,7 @@ class DecodedBatch:
             if record.headers:
                 headers[(partition, offset)] = record.headers
             try:
-                append(decode(record.value, partition, offset))
+                extend(decode(record.value, partition, offset))  # a v2 record: several events, one offset
             except InvalidEvent as exc:
                 self.rejected.append(Rejected(record, exc.code, exc.reason))
             last[partition] = offset + 1
@@ -122,7 +124,8 @@ class DecodedBatch:
 
 
 def _not_redelivered(batch: DecodedBatch, stored: dict[int, int]) -> tuple[list[SummationEvent], list[Rejected], int]:
-    """The events and rejected records at or past the stored offsets, poll by poll (slow path)."""
+    """The events and rejected records at or past the stored offsets, poll by poll (slow path), and
+    the number of records below them."""
     running = dict(stored)
     events: list[SummationEvent] = []
     rejected: list[Rejected] = []
@@ -130,9 +133,12 @@ def _not_redelivered(batch: DecodedBatch, stored: dict[int, int]) -> tuple[list[
     events_start = rejected_start = 0
     for events_end, rejected_end in batch.segments:
         before = dict(running)  # within a poll offsets ascend: below `before` = a redelivery
+        skipped = (-1, -1)  # the redelivered record last counted (a v2 record's events are adjacent)
         for ev in batch.events[events_start:events_end]:
             if ev.offset < before.get(ev.partition, 0):
-                redelivered += 1
+                if (ev.partition, ev.offset) != skipped:
+                    skipped = (ev.partition, ev.offset)
+                    redelivered += 1
             else:
                 events.append(ev)
                 running[ev.partition] = max(running.get(ev.partition, 0), ev.offset + 1)

@@ -93,13 +93,14 @@ def _read_topic(
             records = reader.poll()
             for record in records:
                 try:
-                    ev = decode_event(record.value, record.partition, record.offset)
+                    decoded = decode_event(record.value, record.partition, record.offset)
                 except InvalidEvent:
                     report.invalid_skipped += 1
                     continue
-                if ev.request_id not in events:
-                    events[ev.request_id] = ev
-                    report.from_kafka += 1
+                for ev in decoded:
+                    if ev.request_id not in events:
+                        events[ev.request_id] = ev
+                        report.from_kafka += 1
             progress.advance(len(records))
     finally:
         reader.close()
