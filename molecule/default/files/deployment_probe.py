@@ -317,6 +317,23 @@ def _tls_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", type=Path, help="PEM private key of --cert")
 
 
+def _kafka_commands(commands: Any) -> None:
+    """The `topics` and `kafka-refusals` subcommands, both with the KAFKA LOGIN options."""
+    topics = commands.add_parser("topics")
+    topics.add_argument("--bootstrap", required=True)
+    topics.add_argument("--topic", type=_topic_spec, action="append", required=True)
+    topics.add_argument("--timeout", type=float, default=60.0)
+    refusals = commands.add_parser("kafka-refusals")
+    refusals.add_argument("--bootstrap", required=True)
+    refusals.add_argument("--topic", required=True)
+    refusals.add_argument("--intruder", required=True, help="an authenticated Kafka user without ACLs")
+    refusals.add_argument("--intruder-password-file", required=True)
+    for command in (topics, refusals):
+        command.add_argument("--ca", help="CA file: SASL_SSL instead of PLAINTEXT")
+        command.add_argument("--user")
+        command.add_argument("--password-file")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -340,19 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--max-seconds", type=float, default=600.0, help="fail if the file has not appeared by then")
     stream.add_argument("--timeout", type=float, default=120.0, help="deadline of one call's retries, and of the total")
     _tls_options(stream)
-    topics = commands.add_parser("topics")
-    topics.add_argument("--bootstrap", required=True)
-    topics.add_argument("--topic", type=_topic_spec, action="append", required=True)
-    topics.add_argument("--timeout", type=float, default=60.0)
-    refusals = commands.add_parser("kafka-refusals")
-    refusals.add_argument("--bootstrap", required=True)
-    refusals.add_argument("--topic", required=True)
-    refusals.add_argument("--intruder", required=True, help="an authenticated Kafka user without ACLs")
-    refusals.add_argument("--intruder-password-file", required=True)
-    for command in (topics, refusals):
-        command.add_argument("--ca", help="CA file: SASL_SSL instead of PLAINTEXT")
-        command.add_argument("--user")
-        command.add_argument("--password-file")
+    _kafka_commands(commands)
     targets = commands.add_parser("targets")
     targets.add_argument("--prometheus", required=True, help="base URL of Prometheus")
     targets.add_argument("--expect", type=int, required=True, help="fewest active targets")
