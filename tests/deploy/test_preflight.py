@@ -113,7 +113,11 @@ BAD_INPUTS = {
     ),
     # The firewall (earlier in site.yml) checks the same port in its rules: off here, so that the
     # node_exporter role's own check is the one that speaks.
-    "node_exporter port": ({"node_exporter_port": 0, "firewall_enabled": False}, "monitoring", "node_exporter: port 1-65535"),
+    "node_exporter port": (
+        {"node_exporter_port": 0, "firewall_enabled": False},
+        "monitoring",
+        "node_exporter: port 1-65535",
+    ),
     "firewall rule port": ({"node_exporter_port": 0}, "monitoring", "firewall rule node_exporter: name a lower-case"),
     "common limits": ({"common_nofile_limit": 100}, "monitoring", "common_nofile_limit >= 1024"),
     "tempo retention": (
