@@ -9,11 +9,10 @@ on its missing source.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+
+from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -24,38 +23,22 @@ def test_check_diff_of_a_new_release_builds_the_wheelhouse_and_previews_the_copy
     inventory.write_text("[adder]\napp-check\n[accumulator]\napp-check\n")
     host_root = tmp_path / "host"
     extra = {
-        "ansible_connection": "local",
-        "ansible_become": False,
-        "ansible_python_interpreter": sys.executable,
+        **LOCAL_CONNECTION,
         "sumflow_controller_cache": str(tmp_path / "controller-cache"),
         "sumflow_install_root": str(host_root / "opt"),
         "sumflow_config_dir": str(host_root / "etc"),
         "sumflow_state_root": str(host_root / "var"),
         "sumflow_kafka_bootstrap": "127.0.0.1:9092",
     }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    proc = subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            str(inventory),
-            str(REPO / "playbooks/app.yml"),
-            "--check",
-            "--diff",
-            "--tags",
-            "sumflow_install",
-            "-e",
-            json.dumps(extra),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    proc = run_playbook(
+        inventory,
+        REPO / "playbooks/app.yml",
+        extra,
+        "--check",
+        "--diff",
+        "--tags",
+        "sumflow_install",
+        tmp=tmp_path,
         timeout=900,
     )
     out = proc.stdout

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -160,30 +161,14 @@ def _render(case: Case, root: Path) -> dict[str, Any]:
     )
     out = root / "out"
     out.mkdir()
-    extra = {
-        "render_dir": str(out),
-        "ansible_connection": "local",
-        "ansible_become": False,
-        "ansible_python_interpreter": sys.executable,
-    }
-    env = {
-        **os.environ,
-        **case.env,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(root / "roles"),
-        "ANSIBLE_LOCAL_TEMP": str(root / "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    args = [str(VENV_BIN / "ansible-playbook"), "-i", str(case.inventory)]
-    for path in case.extra_vars_files:
-        args += ["-e", f"@{path}"]
-    proc = subprocess.run(
-        [*args, "-e", json.dumps(extra), str(playbook)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_playbook(
+        case.inventory,
+        playbook,
+        {"render_dir": str(out), **LOCAL_CONNECTION},
+        tmp=root,
+        roles_path=root / "roles",
+        extra_files=case.extra_vars_files,
+        env=case.env,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     hosts = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}

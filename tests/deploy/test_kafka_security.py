@@ -19,7 +19,6 @@ broker denies them nothing; a second run of the role changes nothing; no secret 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -40,6 +39,7 @@ from harness.kafka import KraftNode, java_binary, libs_dir, new_cluster_id, wait
 from harness.pki import TestPki
 from harness.ports import free_port
 from harness.processes import AccumulatorProcess, AdderProcess, ServiceError
+from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, run_playbook
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -117,29 +117,7 @@ def _template(src: str, dest: str, mode: str = "0600") -> dict[str, Any]:
 
 
 def _playbook(root: Path, name: str, extra: dict[str, Any]) -> str:
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(root / "roles"),
-        "ANSIBLE_LOCAL_TEMP": str(root / "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    proc = subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            str(root / "inventory.yml"),
-            "-e",
-            json.dumps(extra),
-            str(root / name),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = run_playbook(root / "inventory.yml", root / name, extra, tmp=root, roles_path=root / "roles")
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -190,9 +168,7 @@ def _build(root: Path, pki: TestPki) -> dict[str, Any]:
     )
     port, controller_port = free_port(), free_port()
     extra = {
-        "ansible_connection": "local",
-        "ansible_become": False,
-        "ansible_python_interpreter": sys.executable,
+        **LOCAL_CONNECTION,
         "sumflow_controller_cache": str(root / "controller-cache"),
         "kafka_config_dir": str(etc_kafka),
         "kafka_log_dirs": str(node_dir / "data"),

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, run_playbook
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 HOSTS = {
@@ -131,39 +133,22 @@ class Setup:
         playbook = self.root / "playbook.yml"
         playbook.write_text(yaml.safe_dump(play, sort_keys=False))
         local = {
-            "ansible_connection": "local",
-            "ansible_become": False,
-            "ansible_python_interpreter": sys.executable,
+            **LOCAL_CONNECTION,
             "pki_dir": str(self.pki_dir),
             "tls_root": str(self.tls_root),
             "pki_install_owner": getpass.getuser(),
             "pki_install_dir_owner": getpass.getuser(),
             "pki_install_group": grp.getgrgid(os.getgid()).gr_name,
         }
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-            "ANSIBLE_LOCAL_TEMP": str(self.root / "tmp"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_STDOUT_CALLBACK": "default",
-            "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        }
-        proc = subprocess.run(
-            [
-                str(VENV_BIN / "ansible-playbook"),
-                "-i",
-                str(inventory),
-                str(playbook),
-                "-e",
-                json.dumps({**local, **(extra or {})}),
-                *args,
-            ],
+        proc = run_playbook(
+            inventory,
+            playbook,
+            {**local, **(extra or {})},
+            *args,
+            tmp=self.root,
+            roles_path=REPO / "roles",
+            env={"ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
             cwd=self.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
         )
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
         return Run(proc)

@@ -7,8 +7,6 @@ the preflight checks only template, read facts and run lookups, so nothing is in
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -28,35 +28,16 @@ PREFLIGHT_TAGS = ",".join(f"{role}_preflight" for role in ROLES if role != "rele
 def _site_preflight(
     inventory: Path, tmp_path: Path, extra: dict[str, Any], *args: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    local = {
-        "ansible_connection": "local",
-        "ansible_become": False,
-        "ansible_python_interpreter": sys.executable,
-        "sumflow_controller_cache": str(tmp_path / "controller-cache"),
-    }
-    return subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            str(inventory),
-            str(REPO / "playbooks/site.yml"),
-            "--check",
-            "--tags",
-            PREFLIGHT_TAGS,
-            "-e",
-            json.dumps({**local, **extra}),
-            *args,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    local = {**LOCAL_CONNECTION, "sumflow_controller_cache": str(tmp_path / "controller-cache")}
+    return run_playbook(
+        inventory,
+        REPO / "playbooks/site.yml",
+        {**local, **extra},
+        "--check",
+        "--tags",
+        PREFLIGHT_TAGS,
+        *args,
+        tmp=tmp_path,
         timeout=900,
     )
 

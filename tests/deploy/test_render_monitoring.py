@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,6 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -245,35 +246,8 @@ def _render(inventory: str, root: Path) -> Path:
     playbook = _build_render_project(root)
     out = root / "out"
     cache = root / "controller-cache"
-    extra = {
-        "render_dir": str(out),
-        "sumflow_controller_cache": str(cache),
-        "ansible_connection": "local",
-        "ansible_become": False,
-        "ansible_python_interpreter": sys.executable,
-    }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(root / "roles"),
-        "ANSIBLE_LOCAL_TEMP": str(root / "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    proc = subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            str(REPO / "inventory" / inventory),
-            "-e",
-            json.dumps(extra),
-            str(playbook),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    extra = {"render_dir": str(out), "sumflow_controller_cache": str(cache), **LOCAL_CONNECTION}
+    proc = run_playbook(REPO / "inventory" / inventory, playbook, extra, tmp=root, roles_path=root / "roles")
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return root
 

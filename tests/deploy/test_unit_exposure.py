@@ -9,8 +9,6 @@ node_exporter scenarios' verify).
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -86,35 +86,8 @@ def units(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     playbook = root / "render.yml"
     playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
     out = root / "out"
-    extra = {
-        "render_dir": str(out),
-        "sumflow_controller_cache": str(root / "controller-cache"),
-        "ansible_connection": "local",
-        "ansible_become": False,
-        "ansible_python_interpreter": sys.executable,
-    }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(root / "roles"),
-        "ANSIBLE_LOCAL_TEMP": str(root / "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    proc = subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            str(REPO / "inventory/vagrant"),
-            "-e",
-            json.dumps(extra),
-            str(playbook),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    extra = {"render_dir": str(out), "sumflow_controller_cache": str(root / "controller-cache"), **LOCAL_CONNECTION}
+    proc = run_playbook(REPO / "inventory/vagrant", playbook, extra, tmp=root, roles_path=root / "roles")
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return sorted(out.glob("*/*.service"))
 
