@@ -267,6 +267,15 @@ class KraftNode:
         except OSError:
             return "(no broker log)"
 
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        """What the node logged after `offset` (a log_size() taken earlier): refusals say why there."""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
 
 class KafkaCluster:
     """N combined KRaft nodes on loopback (default 3: a controller quorum of three)."""

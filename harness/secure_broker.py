@@ -168,13 +168,10 @@ class SecureKafkaBroker:
             raise KafkaHarnessError(f"ACLs refused: {result['failed']}")
 
     def log_size(self) -> int:
-        return self.node.log_path.stat().st_size
+        return self.node.log_size()
 
     def log_since(self, offset: int) -> str:
-        """What the broker logged after `offset` (a log_size() taken earlier): refusals say why there."""
-        with self.node.log_path.open("rb") as log:
-            log.seek(offset)
-            return log.read().decode(errors="replace")
+        return self.node.log_since(offset)
 
     def log_tail(self, lines: int = 60) -> str:
         return self.node.log_tail(lines)

@@ -87,12 +87,10 @@ class Deployment:
         )
 
     def log_size(self) -> int:
-        return self.node.log_path.stat().st_size
+        return self.node.log_size()
 
     def log_since(self, offset: int) -> str:
-        with self.node.log_path.open("rb") as log:
-            log.seek(offset)
-            return log.read().decode(errors="replace")
+        return self.node.log_since(offset)
 
     def env_file(self, service: str) -> dict[str, str]:
         lines = (self.etc_sumflow / f"{service}.env").read_text().splitlines()
