@@ -47,7 +47,7 @@ from typing import Any
 
 import grpc
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka.errors import KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError, TopicAuthorizationFailedError
 
 from sumflow.adapters.kafka_security import kafka_client_security
 from sumflow.domain.events import encode_event
@@ -238,6 +238,21 @@ def _end_offsets(bootstrap: str, topic: str, login: dict[str, Any]) -> int:
         consumer.close()
 
 
+def _login_when_known(bootstrap: str, login: dict[str, Any], timeout: float = 60.0) -> KafkaProducer:
+    """A producer logged in as a user just created: brokers learn SCRAM credentials from the metadata
+    log a moment after the admin call returns, so a refused login is retried until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return KafkaProducer(
+                bootstrap_servers=bootstrap, acks="all", max_block_ms=10_000, bootstrap_timeout_ms=10_000, **login
+            )
+        except (SaslAuthenticationFailedError, KafkaTimeoutError):
+            if time.monotonic() > deadline:
+                raise ProbeError(f"{login['sasl_plain_username']} could not log in to {bootstrap}") from None
+            time.sleep(1)
+
+
 def probe_kafka_refusals(bootstrap: str, topic: str, login: dict[str, Any], intruder: dict[str, Any]) -> dict[str, Any]:
     before = _end_offsets(bootstrap, topic, login)
     try:
@@ -247,7 +262,7 @@ def probe_kafka_refusals(bootstrap: str, topic: str, login: dict[str, Any], intr
     else:
         raise ProbeError(f"a PLAINTEXT client connected to {bootstrap}")
     # the constructor connects and authenticates: past it, the login worked and only ACLs can refuse
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_block_ms=10_000, **intruder)
+    producer = _login_when_known(bootstrap, intruder)
     forged = AddCommand(str(uuid.uuid4()), 10**12, 1)
     try:
         producer.send(topic, encode_event(forged, int(time.time() * 1000))).get(timeout=20)
