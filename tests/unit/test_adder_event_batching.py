@@ -27,7 +27,7 @@ from sumflow.entrypoints.adder_grpc_server import AdderGrpcServer
 from sumflow.entrypoints.adder_servicer import SumServicer
 from sumflow.observability.metrics import AdderMetrics
 from sumflow.service_layer.add_numbers import AddNumbersHandler
-from sumflow.service_layer.event_batcher import EventBatcher
+from sumflow.service_layer.event_batcher import EventBatcher, GroupDelivery
 from sumflow.v1 import sum_pb2_grpc
 from tests.unit.test_adder_status_codes import Adder, ScriptedPublisher
 
@@ -147,6 +147,22 @@ def test_a_publisher_that_raises_fails_the_calls_instead_of_losing_them() -> Non
 
     outcomes = _publish_in_one_turn(EventBatcher(Broken(), max_events=128), _cmds(2))
     assert all(len(seen) == 1 and isinstance(seen[0], PublishFailed) for seen in outcomes)
+
+
+def test_a_call_whose_callback_raises_does_not_keep_the_others_of_its_record_waiting() -> None:
+    delivery = GroupDelivery()
+    seen: list[PublishFailed | None] = []
+
+    def broken(_error: PublishFailed | None) -> None:
+        raise RuntimeError("a bug in one call's completion")
+
+    delivery.on_resolved(broken)
+    delivery.on_resolved(seen.append)
+    record = Delivery()
+    delivery.follow(record)
+    record._acked(None)  # Kafka's acknowledgement of the record
+    assert seen == [None]
+    assert delivery.latency_seconds == record.resolved_at - record.sent_at >= 0
 
 
 def test_max_events_below_two_is_refused() -> None:

@@ -2,11 +2,15 @@
 
 `service_layer/add_numbers.py` depends on these, not on the concrete adapters:
 `adapters/dedupe_store.py` (diskcache) and `adapters/event_publisher.py` (kafka-python) implement
-them. Plain typing and exceptions: importing this module loads no storage or Kafka client.
+them. Plain typing, exceptions and `ResolvesOnce` (what every delivery is made of): importing this
+module loads no storage or Kafka client.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -23,6 +27,45 @@ class PublishFailed(RuntimeError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason  # short metric label: timeout, broker_error, closed, ...
+
+
+log = logging.getLogger(__name__)
+
+
+class ResolvesOnce:
+    """Resolves to acknowledged (None) or a PublishFailed exactly once, from any thread; each callback
+    runs once, after, and one that raises is logged without keeping the others from running."""
+
+    __slots__ = ("_callbacks", "_error", "_lock", "_resolved", "resolved_at")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[PublishFailed | None], None]] = []
+        self._resolved = False
+        self._error: PublishFailed | None = None
+        self.resolved_at = 0.0  # time.perf_counter() when it resolved
+
+    def _resolve(self, error: PublishFailed | None) -> None:
+        with self._lock:
+            if self._resolved:
+                return
+            self._resolved, self._error = True, error
+            self.resolved_at = time.perf_counter()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(error)
+            except Exception:
+                log.exception("delivery callback failed")
+
+    def on_resolved(self, callback: Callable[[PublishFailed | None], None]) -> None:
+        """Call `callback(error_or_None)` once resolved (now, if it already is)."""
+        with self._lock:
+            if not self._resolved:
+                self._callbacks.append(callback)
+                return
+            error = self._error
+        callback(error)
 
 
 class DedupeStorePort(Protocol):

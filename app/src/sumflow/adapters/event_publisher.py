@@ -17,7 +17,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 
-from sumflow.adapters.adder_ports import PublishFailed
+from sumflow.adapters.adder_ports import PublishFailed, ResolvesOnce
 
 log = logging.getLogger(__name__)
 
@@ -41,32 +41,14 @@ class ProducerSettings:
     client_security: Mapping[str, Any] = field(default_factory=dict)  # adapters.kafka_security kwargs
 
 
-class Delivery:
+class Delivery(ResolvesOnce):
     """One event handed to the producer; resolves to acknowledged or failed exactly once."""
 
-    __slots__ = ("_callbacks", "_error", "_lock", "_resolved", "acked_at", "sent_at")
+    __slots__ = ("sent_at",)
 
     def __init__(self) -> None:
-        self._resolved = False
-        self._lock = threading.Lock()
-        self._error: PublishFailed | None = None
-        self._callbacks: list[Callable[[PublishFailed | None], None]] = []
+        super().__init__()
         self.sent_at = time.perf_counter()
-        self.acked_at = 0.0
-
-    def _resolve(self, error: PublishFailed | None) -> None:
-        with self._lock:
-            if self._resolved:
-                return
-            self._error = error
-            self.acked_at = time.perf_counter()
-            self._resolved = True
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            try:
-                callback(error)
-            except Exception:
-                log.exception("delivery callback failed")
 
     def _acked(self, _metadata: object) -> None:
         self._resolve(None)
@@ -74,18 +56,9 @@ class Delivery:
     def _failed(self, exc: BaseException) -> None:
         self._resolve(PublishFailed(_reason(exc), f"Kafka did not acknowledge the event: {exc}"))
 
-    def on_resolved(self, callback: Callable[[PublishFailed | None], None]) -> None:
-        """Call `callback(error_or_None)` once resolved (now, if it already is)."""
-        with self._lock:
-            if not self._resolved:
-                self._callbacks.append(callback)
-                return
-            error = self._error
-        callback(error)
-
     @property
     def latency_seconds(self) -> float:
-        return self.acked_at - self.sent_at
+        return self.resolved_at - self.sent_at
 
 
 def _reason(exc: BaseException) -> str:

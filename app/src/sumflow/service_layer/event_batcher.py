@@ -14,51 +14,30 @@ all of its calls (each retries with its own id; a summation published twice coun
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 
-from sumflow.adapters.adder_ports import DeliveryPort, EventPublisherPort, PublishFailed
+from sumflow.adapters.adder_ports import DeliveryPort, EventPublisherPort, PublishFailed, ResolvesOnce
 from sumflow.domain.events import encode_event, encode_events
 from sumflow.domain.summation import AddCommand
 from sumflow.service_layer.loop_mailbox import LoopMailbox
 
 
-class GroupDelivery:
+class GroupDelivery(ResolvesOnce):
     """The delivery of every call of one record: resolves when the record's delivery does.
 
     Callbacks may be registered (on the loop) before the record is handed to the producer.
     """
 
-    __slots__ = ("_callbacks", "_delivery", "_error", "_lock", "_resolved")
+    __slots__ = ("_delivery",)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._callbacks: list[Callable[[PublishFailed | None], None]] = []
-        self._resolved = False
-        self._error: PublishFailed | None = None
+        super().__init__()
         self._delivery: DeliveryPort | None = None
 
     def follow(self, delivery: DeliveryPort) -> None:
         self._delivery = delivery
         delivery.on_resolved(self._resolve)
-
-    def _resolve(self, error: PublishFailed | None) -> None:
-        with self._lock:
-            if self._resolved:
-                return
-            self._resolved, self._error = True, error
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(error)
-
-    def on_resolved(self, callback: Callable[[PublishFailed | None], None]) -> None:
-        with self._lock:
-            if not self._resolved:
-                self._callbacks.append(callback)
-                return
-            error = self._error
-        callback(error)
 
     @property
     def latency_seconds(self) -> float:
