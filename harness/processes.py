@@ -20,7 +20,8 @@ banner per start unless `banner=False`); `output_lines()` is what the process it
 `log_lines()` its JSON log records. With `notify=True` the harness binds a systemd NOTIFY_SOCKET and
 readiness is `READY=1` (`ready_s` is spawn -> READY=1, as systemd measures it). Services run in a
 session of their own; `stop()` times SIGTERM -> exit (`stop_s`) and SIGKILLs the whole session after
-the timeout (`stop_killed`).
+the timeout (`stop_killed`). `cpu_list="0"` (or "0,1", "0-3") starts the program under `taskset -c`,
+so it and every process it starts run only on those CPUs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +58,16 @@ class ServiceError(AssertionError):
     """A service did not start, became unready or exited; the message carries its log tail."""
 
 
+def taskset_prefix(cpu_list: str | None) -> list[str]:
+    """`taskset -c <cpu_list>` (it execs the program: same pid, and its children inherit the CPUs)."""
+    if cpu_list is None:
+        return []
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise ServiceError("taskset (util-linux) is needed to pin a process to CPUs")
+    return [taskset, "-c", cpu_list]
+
+
 class ServiceProcess:
     """One program as a subprocess with a fixed environment; restartable on the same state."""
 
@@ -71,8 +83,10 @@ class ServiceProcess:
         log_path: Path | None = None,
         banner: bool = True,
         notify: bool = False,
+        cpu_list: str | None = None,
     ) -> None:
-        """`env` is the complete environment (see harness.env.process_env)."""
+        """`env` is the complete environment (see harness.env.process_env); `cpu_list` pins the
+        process tree to those CPUs (taskset -c)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env = dict(env)
@@ -81,6 +95,7 @@ class ServiceProcess:
         self.log_path = log_path or self.workdir / f"{self.name}.log"
         self.banner = banner
         self.notify = notify
+        self.cpu_list = cpu_list
         self.starts = 0
         self.kills = 0
         self.ready_s: float | None = None  # spawn -> READY=1 of the last start (notify=True)
@@ -106,7 +121,7 @@ class ServiceProcess:
                 log.flush()
             self._spawned_at = time.monotonic()
             self.process = subprocess.Popen(
-                [*die_with_parent_prefix(), *self.command()],
+                [*die_with_parent_prefix(), *taskset_prefix(self.cpu_list), *self.command()],
                 env=self.env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
