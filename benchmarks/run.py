@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 
-from benchmarks.procstats import RssSampler, max_process_rss_mib, tree_cpu_seconds
+from benchmarks.procstats import RssSampler, max_process_rss_mib, tree_cpu_seconds, tree_pids
 from harness.env import accumulator_env, adder_env, process_env
 from harness.http_client import http_get, http_ok
 from harness.kafka import KafkaBroker, libs_dir
@@ -55,10 +55,22 @@ TARGETS = {
     "catchup_vs_bare_min": 0.5,  # accumulator events/s / bare kafka-python consumer events/s
     "freshness_p99_ms_max": 100,  # reply -> visible in the total, at fixed_rate_share of capacity
     "fixed_rate_share": 0.8,
+    # Sustained exact throughput: a fixed rate holds when every accepted call is counted exactly once,
+    # the freshness p99 stays at most this, no probe times out and ghz is served this share of the rate.
+    "sustained_freshness_p99_ms_max": 1000,
+    "sustained_served_min": 0.95,
     "rss_mib_max": 80,
     "ready_s_max": 0.5,
 }
 DEFAULT_FIXED_RATE = 1000  # calls/s for the pipeline when no throughput phase measured the capacity
+# The sustained-rate search: the first rate is this share of the closed-model peak; after a rate that
+# holds the next is UP x higher, after one that fails DOWN x lower, and once both are known it bisects
+# until they are within RESOLUTION x of each other (or the attempts run out).
+SUSTAINED_START_SHARE = 0.8
+SUSTAINED_UP = 1.25
+SUSTAINED_DOWN = 0.7
+SUSTAINED_RESOLUTION = 1.1
+PINNED_CONCURRENCY = 64  # the one ghz level of the pinned scale-out runs
 
 
 def log(message: str) -> None:
@@ -81,8 +93,11 @@ def new_topic(broker: KafkaBroker, prefix: str, partitions: int) -> str:
     return name
 
 
-def bench_adder(broker: KafkaBroker, topic: str, run_dir: Path, dedupe: Path, processes: int) -> AdderProcess:
-    """The real adder with its own notify socket: `ready_s` is spawn -> READY=1."""
+def bench_adder(
+    broker: KafkaBroker, topic: str, run_dir: Path, dedupe: Path, processes: int, cpu_list: str | None = None
+) -> AdderProcess:
+    """The real adder with its own notify socket: `ready_s` is spawn -> READY=1; `cpu_list` pins it
+    and its worker processes to those CPUs (taskset -c)."""
     settings = adder_env(
         broker.bootstrap,
         topic,
@@ -94,7 +109,7 @@ def bench_adder(broker: KafkaBroker, topic: str, run_dir: Path, dedupe: Path, pr
         # The batched design under test (v2 records); --service-env can set it back to 1.
         **{"SUMFLOW_PUBLISH_BATCH_MAX": "128", **EXTRA_ENV},
     )
-    return AdderProcess(process_env(settings), run_dir, notify=True)
+    return AdderProcess(process_env(settings), run_dir, notify=True, cpu_list=cpu_list)
 
 
 def bench_accumulator(
@@ -194,14 +209,16 @@ def level(target: str, concurrency: int, duration: float, pid: int) -> dict[str,
     }
 
 
-def ladder(target: str, duration: float, processes: int, pid: int, label: str) -> tuple[dict[str, Any], int]:
+def ladder(
+    target: str, duration: float, processes: int, pid: int, label: str, levels: tuple[int, ...] = CONCURRENCY
+) -> tuple[dict[str, Any], int]:
     """ghz at each concurrency level (fresh UUID per call, in-flight calls waited for) after a warm-up.
 
     Returns the levels and the number of calls answered OK in all of them, the warm-up included.
     """
     ok = run_ghz(target, concurrency=16, duration_s=2, connections=CONNECTIONS).ok  # warm-up
     out: dict[str, Any] = {}
-    for c in CONCURRENCY:
+    for c in levels:
         row = level(target, c, duration, pid)
         out[str(c)] = row
         ok += row["ok"]
@@ -249,31 +266,61 @@ def phase_throughput(
             with floor_server(broker, run_dir, label, flags) as (target, pid):
                 floors[label], _ = ladder(target, duration, processes, pid, "floor")
     log(f"sumflow-adder, {processes} process(es), persistent dedupe + acks=all")
+    real = adder_ladder(broker, run_dir, processes, duration, partitions, f"P{processes}")
+    levels = real.pop("levels")
+    return {
+        "bare": bare,
+        "adder": levels,
+        "ratios": {c: ratios(levels[c], bare[c]) for c in levels},
+        "floor": floors,
+        **real,
+    }
+
+
+def adder_ladder(
+    broker: KafkaBroker,
+    run_dir: Path,
+    processes: int,
+    duration: float,
+    partitions: int,
+    label: str,
+    levels: tuple[int, ...] = CONCURRENCY,
+    cpu_list: str | None = None,
+) -> dict[str, Any]:
+    """The real adder on a fresh topic through `ladder`, then its total checked by an accumulator."""
     topic = new_topic(broker, "adder", partitions)
-    adder = bench_adder(broker, topic, run_dir, run_dir / f"dedupe-{processes}", processes)
+    adder = bench_adder(broker, topic, run_dir, run_dir / f"dedupe-{label}", processes, cpu_list)
     try:
         ready_s = start_timed(adder)
         wait_grpc(adder.target)
         time.sleep(1)
-        idle = max_process_rss_mib(adder.pid)
         assert adder.pid is not None
-        real, ok = ladder(adder.target, duration, processes, adder.pid, "adder")
+        idle = max_process_rss_mib(adder.pid)
+        affinity = cpu_affinity(adder.pid)
+        result, ok = ladder(adder.target, duration, processes, adder.pid, "adder", levels)
     finally:
         stop_timed(adder)
     log(f"  checking the total: {ok + 1:,} calls answered OK")
-    check = check_total(broker, run_dir, topic, ok + 1, f"P{processes}")  # + wait_grpc's call
+    check = check_total(broker, run_dir, topic, ok + 1, label)  # + wait_grpc's call
     log(f"  total {check['total']} applied {check['applied']}: {'exact' if check['ok'] else 'WRONG'}")
     return {
-        "bare": bare,
-        "adder": real,
-        "ratios": {c: ratios(real[c], bare[c]) for c in real},
-        "floor": floors,
+        "levels": result,
         "total_check": check,
         "adder_ready_s": round(ready_s, 3),
         "adder_rss_idle_mib": round(idle, 1),
+        "adder_cpu_affinity": affinity,
         "adder_stop_s": adder.stop_s,
         "adder_stop_killed": adder.stop_killed,
     }
+
+
+def cpu_affinity(pid: int) -> dict[str, str]:
+    """The CPUs each process of the tree may run on (`taskset -c` form), by pid."""
+    out: dict[str, str] = {}
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            out[str(p)] = ",".join(map(str, sorted(os.sched_getaffinity(p))))
+    return out
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -362,27 +409,11 @@ def phase_pipeline(
     rate: int,
 ) -> dict[str, Any]:
     """A fixed rate with the freshness probe, the total checked, then GET /api/total against the bare app."""
-    topic = new_topic(broker, "pipeline", partitions)
-    adder = bench_adder(broker, topic, run_dir, run_dir / "dedupe-pipeline", processes)
-    acc = bench_accumulator(broker, topic, run_dir, run_dir / "acc")
-    http_port = acc.http_port
     out: dict[str, Any] = {}
-    try:
-        out["adder_ready_s"] = round(start_timed(adder), 3)
-        out["accumulator_ready_s"] = round(start_timed(acc), 3)
-        time.sleep(1)
-        out["accumulator_rss_idle_mib"] = round(max_process_rss_mib(acc.pid), 1)
-        target = adder.target
-        wait_grpc(target)
-        assert adder.pid is not None and acc.pid is not None
-        fr = out["fixed_rate"] = fixed_rate(target, http_port, rate, duration, adder.pid, acc.pid)
-        calls = fr["ok"] + 1  # + wait_grpc's call
-        expected = total_check({}, calls + fr["probe_calls"], CALL_VALUE * calls + PROBE_UNIT * fr["probe_calls"])
-        with contextlib.suppress(ServiceError):
-            acc.wait_applied(expected["expected_applied"], timeout=60)
-        time.sleep(0.5)
-        out["total_check"] = total_check(acc.total(), expected["expected_applied"], expected["expected_total"])
-        log(f"  total check: {'exact' if out['total_check']['ok'] else 'WRONG'} {out['total_check']}")
+    with adder_and_accumulator(broker, run_dir, processes, partitions, "pipeline", out) as (adder, acc):
+        http_port = acc.http_port
+        assert acc.pid is not None
+        out.update(checked_fixed_rate(adder, acc, rate, duration))
         url = f"http://127.0.0.1:{http_port}/api/total"
         status, body = http_get(url)
         if status != 200:
@@ -408,12 +439,152 @@ def phase_pipeline(
         out["rest_total"] = rest
         out["rest_body_bytes"] = len(body)
         out["final_total"] = acc.total()
+    return out
+
+
+@contextlib.contextmanager
+def adder_and_accumulator(
+    broker: KafkaBroker, run_dir: Path, processes: int, partitions: int, label: str, out: dict[str, Any]
+) -> Iterator[tuple[AdderProcess, AccumulatorProcess]]:
+    """A fresh topic, the adder and an accumulator on it, both ready and the adder answering (one call).
+
+    Ready times and idle RSS go into `out` on the way in, stop times on the way out.
+    """
+    topic = new_topic(broker, label, partitions)
+    adder = bench_adder(broker, topic, run_dir, run_dir / f"dedupe-{label}", processes)
+    acc = bench_accumulator(broker, topic, run_dir, run_dir / f"acc-{label}")
+    try:
+        out["adder_ready_s"] = round(start_timed(adder), 3)
+        out["accumulator_ready_s"] = round(start_timed(acc), 3)
+        time.sleep(1)
+        out["accumulator_rss_idle_mib"] = round(max_process_rss_mib(acc.pid), 1)
+        wait_grpc(adder.target)
+        yield adder, acc
     finally:
         stop_timed(acc)
         stop_timed(adder)
-    out["stop_s"] = {"adder": adder.stop_s, "accumulator": acc.stop_s}
-    out["stop_killed"] = {"adder": adder.stop_killed, "accumulator": acc.stop_killed}
-    return out
+        out["stop_s"] = {"adder": adder.stop_s, "accumulator": acc.stop_s}
+        out["stop_killed"] = {"adder": adder.stop_killed, "accumulator": acc.stop_killed}
+
+
+def checked_fixed_rate(adder: AdderProcess, acc: AccumulatorProcess, rate: int, duration: float) -> dict[str, Any]:
+    """`fixed_rate` on services fresh from `adder_and_accumulator`, then the accumulator must hold
+    exactly the calls answered OK (CALL_VALUE each, + wait_grpc's call) and the probes (PROBE_UNIT each)."""
+    assert adder.pid is not None and acc.pid is not None
+    fr = fixed_rate(adder.target, acc.http_port, rate, duration, adder.pid, acc.pid)
+    calls = fr["ok"] + 1  # + wait_grpc's call
+    expected = total_check({}, calls + fr["probe_calls"], CALL_VALUE * calls + PROBE_UNIT * fr["probe_calls"])
+    with contextlib.suppress(ServiceError):
+        acc.wait_applied(expected["expected_applied"], timeout=60)
+    time.sleep(0.5)  # an event beyond the expected ones would show up now
+    check = total_check(acc.total(), expected["expected_applied"], expected["expected_total"])
+    log(f"  total check: {'exact' if check['ok'] else 'WRONG'} {check}")
+    return {"fixed_rate": fr, "total_check": check}
+
+
+def phase_sustained(
+    broker: KafkaBroker, run_dir: Path, processes: int, partitions: int, start: int, seconds: float, attempts: int
+) -> dict[str, Any]:
+    """The highest fixed rate that holds for `seconds` (`sustained_held`), searched from `start` in at
+    most `attempts` runs, each on a fresh topic with a fresh adder and accumulator."""
+    tried: list[dict[str, Any]] = []
+    rate: int | None = start
+    while rate is not None and len(tried) < attempts:
+        n = len(tried) + 1
+        log(f"sustained: attempt {n}/{attempts} at {rate}/s for {seconds:g}s, P={processes}")
+        try:
+            with adder_and_accumulator(broker, run_dir, processes, partitions, f"sustained{n}", {}) as (adder, acc):
+                attempt = sustained_attempt(rate, checked_fixed_rate(adder, acc, rate, seconds))
+        except Exception as exc:  # an overloaded attempt (a probe call failing) is a rate that did not hold
+            log(f"  attempt at {rate}/s failed: {exc!r}")
+            attempt = {"rate": rate, "error": repr(exc), "exact": None, "held": False}
+        tried.append(attempt)
+        log(f"  {rate}/s {'held' if attempt['held'] else 'did not hold'}")
+        rate = next_sustained_rate(tried)
+    held = [a["rate"] for a in tried if a["held"]]
+    return {
+        "processes": processes,
+        "seconds": seconds,
+        "start_rate": start,
+        "rate": max(held, default=None),
+        "attempts": tried,
+    }
+
+
+def sustained_attempt(rate: int, run: dict[str, Any]) -> dict[str, Any]:
+    """One attempt's record: the calls accepted (answered OK, probes included) and counted (applied)."""
+    fr, check = run["fixed_rate"], run["total_check"]
+    attempt = {
+        "rate": rate,
+        "served_rps": round(fr["rps"], 1),
+        "accepted": check["expected_applied"],
+        "counted": check["applied"],
+        "exact": check["ok"],
+        "errors": fr["errors"],
+        "call_p99_ms": fr["p99_ms"],
+        "freshness_p50_ms": fr["freshness_p50_ms"],
+        "freshness_p99_ms": fr["freshness_p99_ms"],
+        "freshness_samples": fr["freshness_samples"],
+        "freshness_timeouts": fr["freshness_timeouts"],
+        "total_check": check,
+    }
+    return {**attempt, "held": sustained_held(attempt)}
+
+
+def sustained_held(attempt: dict[str, Any]) -> bool:
+    """Exact total, freshness p99 within the bound with no probe lost, and the rate actually served."""
+    t = TARGETS
+    p99 = attempt["freshness_p99_ms"]
+    return bool(
+        attempt["exact"]
+        and attempt["freshness_timeouts"] == 0
+        and p99 is not None
+        and p99 <= t["sustained_freshness_p99_ms_max"]
+        and attempt["served_rps"] >= t["sustained_served_min"] * attempt["rate"]
+    )
+
+
+def next_sustained_rate(attempts: list[dict[str, Any]]) -> int | None:
+    """The next rate to try, or None once the highest holding and lowest failing rates are close."""
+    held = [a["rate"] for a in attempts if a["held"]]
+    failed = [a["rate"] for a in attempts if not a["held"]]
+    low = max(held, default=None)
+    high = min((r for r in failed if low is None or r > low), default=None)
+    if low is None:
+        return max(1, round(min(failed) * SUSTAINED_DOWN))
+    if high is None:
+        return round(low * SUSTAINED_UP)
+    if high <= low * SUSTAINED_RESOLUTION:
+        return None
+    return round((low + high) / 2)
+
+
+def phase_pinned(broker: KafkaBroker, run_dir: Path, duration: float, partitions: int) -> dict[str, Any]:
+    """The adder pinned with taskset: P=1 on one CPU, P=2 on two, one ghz level each, totals checked."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise RuntimeError(f"the pinned scale-out needs 2 CPUs; this run may use {cpus}")
+    plan = {1: str(cpus[0]), 2: f"{cpus[0]},{cpus[1]}"}
+    pinned = (
+        f"the adder's processes only (taskset -c {plan[1]} at P=1, -c {plan[2]} at P=2);"
+        " ghz, the broker and the total-check accumulator are not pinned"
+    )
+    log(f"pinned scale-out at c={PINNED_CONCURRENCY}: {pinned}")
+    runs: dict[str, Any] = {}
+    for processes, cpu_list in plan.items():
+        log(f"sumflow-adder, {processes} process(es) pinned to CPU(s) {cpu_list}")
+        run = adder_ladder(
+            broker, run_dir, processes, duration, partitions, f"pinned-P{processes}", (PINNED_CONCURRENCY,), cpu_list
+        )
+        log(f"  CPUs per process: {run['adder_cpu_affinity']}")
+        runs[str(processes)] = {"cpu_list": cpu_list, "level": run.pop("levels")[str(PINNED_CONCURRENCY)], **run}
+    one, two = runs["1"]["level"], runs["2"]["level"]
+    share = ratio(two["rps"], one["rps"])
+    log(
+        f"  pinned P=2 / P=1: {fmt(share, 'x', 2)}; CPU/call {one['cpu_us_per_call']}us (P=1),"
+        f" {two['cpu_us_per_call']}us (P=2)"
+    )
+    return {"concurrency": PINNED_CONCURRENCY, "pinned": pinned, "runs": runs, "ratio_p2_p1": share}
 
 
 NO_CRC32C = REPO / "benchmarks" / "no_crc32c"
@@ -608,6 +779,71 @@ def scale_out_rows(throughput: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def pinned_rows(pin: dict[str, Any]) -> list[Row]:
+    c = pin["concurrency"]
+    rows: list[Row] = []
+    for procs, run in pin["runs"].items():
+        lv = run["level"]
+        rows.append(
+            (
+                f"pinned P={procs} c={c} (taskset -c {run['cpu_list']})",
+                "(measured)",
+                f"{fmt(lv['rps'])} calls/s, {fmt(lv['cpu_us_per_call'], 'us')}/call, p99 {fmt(lv['p99_ms'], 'ms', 1)}",
+                "",
+                "",
+            )
+        )
+    one, two = pin["runs"]["1"]["level"], pin["runs"]["2"]["level"]
+    share = pin["ratio_p2_p1"]
+    checks = [run["total_check"]["ok"] for run in pin["runs"].values()]
+    rows += [
+        (
+            "pinned scale-out P=2 / P=1",
+            f">= {TARGETS['scale_out_min'] * 2:.1f}x",
+            f"{fmt(two['rps'])} vs {fmt(one['rps'])} calls/s (adder pinned; ghz, broker not)",
+            fmt(share, "x", 2),
+            status(at_least(share, TARGETS["scale_out_min"] * 2)),
+        ),
+        (
+            "pinned totals",
+            "= calls answered OK",
+            f"exact in {sum(checks)} of {len(checks)} runs",
+            "",
+            status(all(checks)),
+        ),
+    ]
+    return rows
+
+
+def sustained_rows(sus: dict[str, Any], throughput: dict[str, Any]) -> list[Row]:
+    """The rate found beside the closed-model peak at the same process count (when measured)."""
+    peak = capacity(throughput.get(str(sus["processes"])))
+    rate, attempts = sus["rate"], sus["attempts"]
+    tried = ", ".join(f"{a['rate']}{'' if a['held'] else ' no'}" for a in attempts)
+    if rate is None:
+        measured = f"no rate held ({tried})"
+    else:
+        share = fmt(ratio(rate, peak), "x", 2)
+        measured = f"{fmt(rate)}/s for {sus['seconds']:g} s (peak {fmt(peak)}/s, {share})"
+    checked = [a["exact"] for a in attempts if a["exact"] is not None]
+    return [
+        (
+            f"sustained exact throughput P={sus['processes']}",
+            "report beside peak",
+            measured,
+            fmt(ratio(rate, peak), "x", 2),
+            status(rate is not None),
+        ),
+        (
+            "sustained totals",
+            "= calls answered OK",
+            f"exact in {sum(checked)} of {len(attempts)} attempts",
+            "",
+            status(all(checked) if checked else None),
+        ),
+    ]
+
+
 def pipeline_rows(pipe: dict[str, Any]) -> list[Row]:
     t = TARGETS
     fr = pipe["fixed_rate"]
@@ -717,8 +953,12 @@ def table(results: dict[str, Any]) -> str:
     for procs, tp in throughput.items():
         rows += throughput_rows(procs, tp)
     rows += scale_out_rows(throughput)
+    if results.get("pinned"):
+        rows += pinned_rows(results["pinned"])
     if results.get("pipeline"):
         rows += pipeline_rows(results["pipeline"])
+    if results.get("sustained"):
+        rows += sustained_rows(results["sustained"], throughput)
     if results.get("catchup"):
         rows += catchup_rows(results["catchup"])
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
@@ -734,6 +974,9 @@ def guarded(results: dict[str, Any], name: str, phase: Any) -> None:
         results.setdefault("errors", {})[name] = repr(exc)
 
 
+PHASES = ("throughput", "pinned", "pipeline", "sustained", "catchup")  # the order they run in
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short phases and a 100k backlog (smoke run)")
@@ -741,7 +984,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=None, help="seconds per ghz level")
     parser.add_argument("--backlog", type=int, default=None)
     parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--phases", default="throughput,pipeline,catchup")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, of {', '.join(PHASES)}")
+    parser.add_argument(
+        "--sustained-seconds", type=float, default=None, help="length of each sustained attempt (60 s; 15 with --quick)"
+    )
+    parser.add_argument("--sustained-attempts", type=int, default=5, help="most rates the sustained search tries")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
         "--service-env",
@@ -764,7 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
         EXTRA_ENV[key] = value
     duration = args.duration or (4 if args.quick else 10)
     backlog = args.backlog or (100_000 if args.quick else 1_000_000)
+    sustained_s = args.sustained_seconds or (15 if args.quick else 60)
     phases = set(args.phases.split(","))
+    if phases - set(PHASES):
+        parser.error(f"--phases: unknown {sorted(phases - set(PHASES))}; known: {', '.join(PHASES)}")
     ghz_binary()
     wrk_binary()
     results: dict[str, Any] = {
@@ -776,6 +1026,8 @@ def main(argv: list[str] | None = None) -> int:
             "backlog": backlog,
             "partitions": args.partitions,
             "quick": args.quick,
+            "sustained_s": sustained_s,
+            "sustained_attempts": args.sustained_attempts,
             "service_env": EXTRA_ENV,
         },
         "targets": TARGETS,
@@ -796,9 +1048,15 @@ def main(argv: list[str] | None = None) -> int:
                             p, phase_throughput(broker, run_dir, int(p), duration, args.partitions, not args.no_floor)
                         ),
                     )
+            if "pinned" in phases:
+                guarded(
+                    results,
+                    "pinned",
+                    lambda: results.__setitem__("pinned", phase_pinned(broker, run_dir, duration, args.partitions)),
+                )
+            procs = int(args.processes.split(",")[-1])
+            peak = capacity(results.get("throughput", {}).get(str(procs)))
             if "pipeline" in phases:
-                procs = int(args.processes.split(",")[-1])
-                peak = capacity(results.get("throughput", {}).get(str(procs)))
                 rate = round(TARGETS["fixed_rate_share"] * peak) if peak else DEFAULT_FIXED_RATE
                 guarded(
                     results,
@@ -818,6 +1076,18 @@ def main(argv: list[str] | None = None) -> int:
                             "processes": procs,
                             "rate_from_capacity": peak is not None,
                         },
+                    ),
+                )
+            if "sustained" in phases:
+                start = round(SUSTAINED_START_SHARE * peak) if peak else DEFAULT_FIXED_RATE
+                guarded(
+                    results,
+                    "sustained",
+                    lambda: results.__setitem__(
+                        "sustained",
+                        phase_sustained(
+                            broker, run_dir, procs, args.partitions, start, sustained_s, args.sustained_attempts
+                        ),
                     ),
                 )
             if "catchup" in phases:

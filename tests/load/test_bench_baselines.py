@@ -8,6 +8,7 @@ the events the real adder published and against what a real accumulator applied.
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import Callable
@@ -90,14 +91,10 @@ def _level(rps: float, cpu_us: float, p99: float) -> dict[str, object]:
     return {"rps": rps, "cpu_us_per_call": cpu_us, "p99_ms": p99, "p50_ms": p99 / 2, "errors": 0, "ok": 1000}
 
 
-def test_table_marks_each_ratio_against_its_target() -> None:
+def _throughput(adder: dict[str, dict[str, object]]) -> dict[str, object]:
+    """A throughput phase's result: `adder` per level against a bare server at 8,000 calls/s."""
     bare = {str(c): _level(8000, 100, 10) for c in bench.CONCURRENCY}
-    adder = {
-        "16": _level(6400, 125, 20),  # exactly on every target
-        "64": _level(6000, 130, 21),  # below on all three
-        "256": _level(7000, 110, 15),
-    }
-    tp = {
+    return {
         "bare": bare,
         "adder": {c: {**row, "rss_peak_mib": 70.0} for c, row in adder.items()},
         "ratios": {c: bench.ratios(adder[c], bare[c]) for c in adder},
@@ -105,6 +102,16 @@ def test_table_marks_each_ratio_against_its_target() -> None:
         "total_check": bench.total_check({"applied": 5, "total": 15}, 5, 15),
         "adder_ready_s": 0.6,
     }
+
+
+def test_table_marks_each_ratio_against_its_target() -> None:
+    tp = _throughput(
+        {
+            "16": _level(6400, 125, 20),  # exactly on every target
+            "64": _level(6000, 130, 21),  # below on all three
+            "256": _level(7000, 110, 15),
+        }
+    )
     results = {"throughput": {"1": tp, "2": {**tp, "adder": {c: {**r, "rps": 9000} for c, r in tp["adder"].items()}}}}
     rows = {line.split(" | ")[0].strip(): line for line in bench.table(results).splitlines()}
 
@@ -175,3 +182,102 @@ def test_table_marks_rest_freshness_and_catch_up_against_their_targets() -> None
     assert rows["catch-up 1,000 events"] == "PASS"
     assert rows["catch-up total"] == "PASS"
     assert rows["accumulator RSS (catch-up)"] == "MISS"
+
+
+def test_pinned_adder_runs_every_process_on_the_given_cpus(
+    kafka_broker: KafkaBroker, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    adder = bench.bench_adder(
+        kafka_broker, topic_factory(prefix="pinned"), tmp_path, tmp_path / "dedupe", 2, cpu_list=str(cpu)
+    )
+    with adder.running(timeout=90):
+        assert adder.pid is not None
+        bench.wait_grpc(adder.target)
+        affinity = bench.cpu_affinity(adder.pid)
+        # The supervisor and its two workers (taskset execs the adder: the pid is the supervisor's).
+        assert Path(f"/proc/{adder.pid}/exe").resolve().name.startswith("python")
+        assert len(affinity) >= 3, affinity
+        assert set(affinity.values()) == {str(cpu)}, affinity
+
+
+def _attempt(rate: int, held: bool) -> dict[str, object]:
+    return {"rate": rate, "held": held, "exact": True}
+
+
+def test_sustained_search_steps_up_down_then_bisects_to_the_resolution() -> None:
+    assert bench.next_sustained_rate([_attempt(800, True)]) == 1000  # x 1.25 after a rate that held
+    assert bench.next_sustained_rate([_attempt(1000, False)]) == 700  # x 0.7 while none held
+    assert bench.next_sustained_rate([_attempt(800, True), _attempt(1000, False)]) == 900  # between them
+    tried = [_attempt(800, True), _attempt(1000, False), _attempt(900, False)]
+    assert bench.next_sustained_rate(tried) == 850
+    # Within 1.1x of each other: the search ends (at 800, the highest rate that held).
+    assert bench.next_sustained_rate([*tried, _attempt(850, False)]) is None
+    # A failure below a rate that held (noise) does not bound the search from above.
+    assert bench.next_sustained_rate([_attempt(800, True), _attempt(700, False)]) == 1000
+
+
+def _sustained_attempt(**overrides: object) -> dict[str, object]:
+    fixed = {
+        "rps": 990.0,
+        "errors": 0,
+        "p99_ms": 30.0,
+        "freshness_p50_ms": 20.0,
+        "freshness_p99_ms": 1000.0,
+        "freshness_samples": 150,
+        "freshness_timeouts": 0,
+        **overrides,
+    }
+    check = bench.total_check({"applied": 1151, "total": 3 * 1000 + 151 * 10**12}, 1151, 3 * 1000 + 151 * 10**12)
+    return bench.sustained_attempt(1000, {"fixed_rate": fixed, "total_check": check})
+
+
+def test_a_sustained_rate_holds_only_exact_fresh_and_served() -> None:
+    assert _sustained_attempt()["held"]  # freshness p99 exactly 1 s, 99% of the rate served
+    assert not _sustained_attempt(freshness_p99_ms=1000.5)["held"]
+    assert not _sustained_attempt(freshness_timeouts=1)["held"]
+    assert not _sustained_attempt(rps=940.0)["held"]  # under 0.95 x the rate: calls queued or failed
+    wrong = bench.total_check({"applied": 1151, "total": 3 * 1001 + 151 * 10**12}, 1151, 3 * 1000 + 151 * 10**12)
+    assert not bench.sustained_held({**_sustained_attempt(), "exact": wrong["ok"]})
+    assert _sustained_attempt()["accepted"] == _sustained_attempt()["counted"] == 1151
+
+
+def test_table_reports_sustained_beside_peak_and_pinned_scale_out() -> None:
+    level = _level(2000, 400, 30)
+    throughput = {"2": _throughput({"16": level, "64": {**level, "rps": 2500}, "256": level})}
+    sustained = {
+        "processes": 2,
+        "seconds": 60,
+        "rate": 2000,
+        "attempts": [
+            {"rate": 2000, "held": True, "exact": True},
+            {"rate": 2500, "held": False, "exact": True},
+            {"rate": 2250, "held": False, "exact": None, "error": "RuntimeError()"},
+        ],
+    }
+    check = bench.total_check({"applied": 5, "total": 15}, 5, 15)
+    pinned = {
+        "concurrency": 64,
+        "ratio_p2_p1": bench.ratio(1700, 1000),
+        "runs": {
+            "1": {"cpu_list": "0", "level": _level(1000, 500, 40), "total_check": check},
+            "2": {"cpu_list": "0,1", "level": _level(1700, 520, 35), "total_check": check},
+        },
+    }
+    lines = bench.table({"throughput": throughput, "sustained": sustained, "pinned": pinned}).splitlines()
+    rows = {line.split(" | ")[0].strip(): [cell.strip() for cell in line.split(" | ")[1:]] for line in lines}
+    assert rows["sustained exact throughput P=2"] == [
+        "report beside peak",
+        "2,000/s for 60 s (peak 2,500/s, 0.80x)",
+        "0.80x",
+        "PASS",
+    ]
+    assert rows["sustained totals"][1:] == ["exact in 2 of 3 attempts", "", "PASS"]
+    assert rows["pinned scale-out P=2 / P=1"][2:] == ["1.70x", "PASS"]  # >= 0.8 x 2
+    assert rows["pinned P=1 c=64 (taskset -c 0)"][1] == "1,000 calls/s, 500us/call, p99 40.0ms"
+    assert rows["pinned totals"][-1] == "PASS"
+
+    none_held = {**sustained, "rate": None, "attempts": [{"rate": 900, "held": False, "exact": False}]}
+    rows = {line.split(" | ")[0].strip(): line for line in bench.table({"sustained": none_held}).splitlines()}
+    assert rows["sustained exact throughput P=2"].endswith("MISS")
+    assert rows["sustained totals"].endswith("MISS")  # an inexact total is a failure whatever the rate
