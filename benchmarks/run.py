@@ -822,9 +822,10 @@ def sustained_rows(sus: dict[str, Any], throughput: dict[str, Any]) -> list[Row]
     tried = ", ".join(f"{a['rate']}{'' if a['held'] else ' no'}" for a in attempts)
     if rate is None:
         measured = f"no rate held ({tried})"
+    elif peak is None:
+        measured = f"{fmt(rate)}/s for {sus['seconds']:g} s (peak not measured in this run)"
     else:
-        share = fmt(ratio(rate, peak), "x", 2)
-        measured = f"{fmt(rate)}/s for {sus['seconds']:g} s (peak {fmt(peak)}/s, {share})"
+        measured = f"{fmt(rate)}/s for {sus['seconds']:g} s (peak {fmt(peak)}/s, {fmt(ratio(rate, peak), 'x', 2)})"
     checked = [a["exact"] for a in attempts if a["exact"] is not None]
     return [
         (
@@ -1085,9 +1086,12 @@ def main(argv: list[str] | None = None) -> int:
                     "sustained",
                     lambda: results.__setitem__(
                         "sustained",
-                        phase_sustained(
-                            broker, run_dir, procs, args.partitions, start, sustained_s, args.sustained_attempts
-                        ),
+                        {
+                            **phase_sustained(
+                                broker, run_dir, procs, args.partitions, start, sustained_s, args.sustained_attempts
+                            ),
+                            "closed_model_peak": peak,
+                        },
                     ),
                 )
             if "catchup" in phases:
