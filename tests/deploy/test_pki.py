@@ -52,7 +52,12 @@ PLAYBOOK = [
                 "ansible.builtin.include_role": {"name": "pki", "tasks_from": "install"},
                 "vars": {"pki_install_dir": "{{ tls_root }}/{{ inventory_hostname }}"},
             },
-            {"name": "Report", "ansible.builtin.debug": {"msg": "pki_install_changed={{ pki_install_changed }}"}},
+            {
+                "name": "Report",
+                "ansible.builtin.debug": {
+                    "msg": "pki_install_changed {{ inventory_hostname }}={{ pki_install_changed }}"
+                },
+            },
         ],
     }
 ]
@@ -70,7 +75,9 @@ class Run:
         return {h: int(n) for h, n in re.findall(r"^(\S+)\s*: ok=\d+\s+changed=(\d+)", self.proc.stdout, re.M)}
 
     def install_changed(self) -> dict[str, bool]:
-        found = re.findall(r'ok: \[(\S+)\] =>.*?"msg": "pki_install_changed=(True|False)"', self.proc.stdout, re.S)
+        # The message names its host: the hosts' results come in any order, and other tasks' results
+        # lie between them (with -vvv), so a "host => ... msg" match could pair one host with another's.
+        found = re.findall(r'"msg": "pki_install_changed (\S+)=(True|False)"', self.proc.stdout)
         return {h: v == "True" for h, v in found}
 
 
