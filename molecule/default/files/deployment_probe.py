@@ -311,7 +311,13 @@ def probe_targets(prometheus: str, expect: int, timeout: float) -> dict[str, Any
         else:
             error = ""
         health = {t["scrapeUrl"]: t["health"] for t in active}
-        down = {url: h for url, h in health.items() if h != "up"}
+        # why each is not up, as Prometheus saw it: its last error and how long the last scrape took
+        down = {
+            t["scrapeUrl"]: f"{t['health']}: {t.get('lastError') or 'no error'}"
+            f" (last scrape {t.get('lastScrapeDuration', 0):.1f} s, timeout {t.get('scrapeTimeout', '?')})"
+            for t in active
+            if t["health"] != "up"
+        }
         if len(health) >= expect and not down:
             return {"targets_up": sorted(health)}
         if time.monotonic() > deadline:
