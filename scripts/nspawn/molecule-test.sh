@@ -23,7 +23,7 @@ failed_tasks() {
   # Each "fatal:"/"failed:" result: its TASK line, then only its msg/rc/stderr/stdout/item fields
   # (a command's argv can fill a screen), 16 lines at most per result.
   awk '/^(TASK|PLAY) \[/ { task = $0; inblock = 0 }
-       /^(fatal|failed): \[/ { print "--- " task; print; inblock = 1; n = 16; next }
+       /^(fatal|failed): \[/ { print "--- " task; print; inblock = 1; n = 16; key = ""; next }
        inblock && /^$/ { inblock = 0 }
        inblock && /^    [A-Za-z_]+:/ { key = $1 }
        inblock && n > 0 && key ~ /^(msg|rc|stderr|stdout|item):$/ { print; n-- }' "$LOG" | head -n 40
