@@ -9,8 +9,10 @@
         settings ends in UNAVAILABLE (the TLS handshake failed), not in an answer.
     deployment_probe.py stream --adder HOST:PORT --accumulator http://HOST:PORT --until-file F [TLS]
         AddNumbers calls one after another until file F exists (at most --max-seconds), each retried
-        with its request_id on UNAVAILABLE, as a client riding out a rolling restart does; then the
-        total must have risen by exactly the sum of the answered calls.
+        with its request_id on UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED, as a client riding out a
+        rolling restart does (docs/operations.md: a call that reaches the adder in the instant it
+        stops can end CANCELLED); then the total must have risen by exactly the sum of the answered
+        calls.
     deployment_probe.py served-cert --adder HOST:PORT --ca FILE --expect-cert FILE
         The certificate the adder presents in a TLS handshake (checked against the CA and the
         address) is exactly the one in FILE: it serves the certificate that was issued last.
@@ -58,6 +60,11 @@ from sumflow.v1 import sum_pb2, sum_pb2_grpc
 Tls = tuple[Path | None, Path | None, Path | None]
 
 
+# What a client retries with the same request_id: the adder restarting, Kafka slow, or a call that
+# reached a stopping adder before a handler took it (gRPC core ends those CANCELLED).
+RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
+
+
 class ProbeError(Exception):
     """The deployment does not behave as required."""
 
@@ -94,14 +101,14 @@ def _channel(adder: str, ca: Path | None, cert: Path | None, key: Path | None) -
 def _add(
     stub: sum_pb2_grpc.SumServiceStub, request: sum_pb2.AddNumbersRequest, deadline: float, pause: float = 1.0
 ) -> tuple[Any, int]:
-    """(reply, retries): AddNumbers retried with the same request on UNAVAILABLE or a deadline (the adder
-    may still be connecting to Kafka, or restarting)."""
+    """(reply, retries): AddNumbers retried with the same request on a RETRIED status (the adder may
+    still be connecting to Kafka, or restarting)."""
     retries = 0
     while True:
         try:
             return stub.AddNumbers(request, timeout=10, wait_for_ready=True), retries
         except grpc.RpcError as exc:
-            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if exc.code() not in RETRIED:
                 raise ProbeError(f"AddNumbers failed: {exc.code().name} {exc.details()}") from exc
             if time.monotonic() > deadline:
                 raise ProbeError(f"AddNumbers still {exc.code().name} at the deadline: {exc.details()}") from exc
