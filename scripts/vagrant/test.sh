@@ -55,6 +55,9 @@ export PATH="$VENV/bin:$PATH"
 ANSIBLE_SSH_CONTROL_PATH_DIR="$(mktemp -d /tmp/sumflow-vagrant-cp.XXXXXX)"
 export ANSIBLE_SSH_CONTROL_PATH_DIR
 export K6_NO_USAGE_REPORT=true
+# Each provisioner task's wall time, and the slowest 40 at the end of each run: where an emulated
+# converge spends its hours.
+export ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks PROFILE_TASKS_TASK_OUTPUT_LIMIT=40
 # The internal CA the provisioner's pki role keeps on this controller (outside the repository): the
 # host-side checks call the adder over TLS trusting only it.
 export SUMFLOW_PKI_DIR="${SUMFLOW_PKI_DIR:-$HOME/.local/share/sumflow/pki}"
