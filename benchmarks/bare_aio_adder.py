@@ -34,7 +34,7 @@ class BareAioSum(sum_pb2_grpc.SumServiceServicer):
 async def _serve(listen: str, workers: int) -> None:
     server = grpc.aio.server(
         options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 64 * 1024)],
-        maximum_concurrent_rpcs=workers * CALLS_PER_WORKER,
+        maximum_concurrent_rpcs=workers * CALLS_PER_WORKER or None,  # --workers 0: no limit
     )
     sum_pb2_grpc.add_SumServiceServicer_to_server(BareAioSum(), server)
     if server.add_insecure_port(listen) == 0:
@@ -54,7 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--listen", required=True)
     parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=64, help="as SUMFLOW_GRPC_WORKERS")
+    parser.add_argument("--workers", type=int, default=64, help="as SUMFLOW_GRPC_WORKERS (0: no concurrency limit)")
     args = parser.parse_args()
     if args.processes == 1:
         serve(args.listen, args.workers)
