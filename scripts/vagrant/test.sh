@@ -78,10 +78,15 @@ phase() {  # phase NAME CMD...: runs CMD with its output in the log, records the
 }
 
 networks_before="$(mktemp)"
+# The clean-up writes to the script's own output, not to the phase's: a Ctrl-C (SIGINT to the whole
+# process group) also kills the phase's tee, and the trap runs inside that phase's redirection, so
+# its first log line would die of SIGPIPE and leave the VMs running (seen after an interrupt).
+exec {ORIG_OUT}>&1 {ORIG_ERR}>&2
 cleanup() {
   local rc=$?
-  # A second Ctrl-C must not cut the clean-up short.
-  trap "" INT TERM
+  # A second Ctrl-C (or a write to a dead pipe) must not cut the clean-up short.
+  trap "" INT TERM PIPE
+  exec 1>&"$ORIG_OUT" 2>&"$ORIG_ERR"
   trap - EXIT
   log "cleanup: vagrant destroy -f"
   vagrant destroy -f >>"$REPORT.destroy" 2>&1 || log "vagrant destroy failed (see $REPORT.destroy)"
