@@ -29,24 +29,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.procstats import tree_cpu_seconds
-from benchmarks.run import grpc_answers, log
-from harness.ports import free_port
-from harness.processes import CommandProcess
+from benchmarks.run import CONNECTIONS, bare_server, level, log
 from load.generators import run_ghz
 
-REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = 64
-CONNECTIONS = 16
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     python: str = sys.executable
-    workers: int = 64  # the adder's SUMFLOW_GRPC_WORKERS; 0: no concurrency limit
-    server_cpus: set[int] = field(default_factory=set)  # empty: not pinned
-    ghz_cpus: set[int] = field(default_factory=set)
+    workers: str | None = None  # None: as make bench (SUMFLOW_GRPC_WORKERS, 64); "0": no concurrency limit
+    server_cpus: str | None = None  # taskset -c list; None: not pinned
+    ghz_cpus: set[int] = field(default_factory=set)  # empty: not pinned
 
 
 def _children_cpu_seconds() -> float:
@@ -67,29 +62,20 @@ def _affinity(cpus: set[int]) -> Iterator[None]:
 
 
 def measure(variant: Variant, seconds: float, run_dir: Path) -> dict[str, object]:
-    target = f"127.0.0.1:{free_port()}"
-    argv = [variant.python, "-m", "benchmarks.bare_aio_adder", "--listen", target, "--workers", str(variant.workers)]
-    if variant.server_cpus:
-        argv = ["taskset", "-c", ",".join(map(str, sorted(variant.server_cpus))), *argv]
-    name = f"bare-{variant.name.replace(' ', '-')}"
-    server = CommandProcess(name, argv, run_dir, ready=lambda: grpc_answers(target), cwd=REPO)
-    with server.running(timeout=30), _affinity(variant.ghz_cpus):
-        assert server.pid is not None
+    """One `make bench` level (benchmarks.run.level) of the bare server, plus ghz's own CPU per call."""
+    server = bare_server(1, run_dir, python=variant.python, workers=variant.workers, cpu_list=variant.server_cpus)
+    with server as (target, pid), _affinity(variant.ghz_cpus):
         run_ghz(target, concurrency=16, duration_s=2, connections=CONNECTIONS)  # warm-up
-        cpu_before, ghz_before = tree_cpu_seconds(server.pid), _children_cpu_seconds()
-        res = run_ghz(target, concurrency=CONCURRENCY, duration_s=seconds, connections=CONNECTIONS)
-        cpu, ghz_cpu = tree_cpu_seconds(server.pid) - cpu_before, _children_cpu_seconds() - ghz_before
-
-    def per_call(cpu_seconds: float) -> float | None:
-        return round(cpu_seconds / res.ok * 1e6, 1) if res.ok else None
-
+        ghz_before = _children_cpu_seconds()
+        row = level(target, CONCURRENCY, seconds, pid)
+        ghz_cpu = _children_cpu_seconds() - ghz_before
     return {
         "variant": variant.name,
-        "calls_s": round(res.rps),
-        "p99_ms": round(res.p99_ms, 1),
-        "errors": res.errors,
-        "server_cpu_us_per_call": per_call(cpu),
-        "ghz_cpu_us_per_call": per_call(ghz_cpu),
+        "calls_s": round(row["rps"]),
+        "p99_ms": round(row["p99_ms"], 1),
+        "errors": row["errors"],
+        "server_cpu_us_per_call": row["cpu_us_per_call"],
+        "ghz_cpu_us_per_call": round(ghz_cpu / row["ok"] * 1e6, 1) if row["ok"] else None,
     }
 
 
@@ -99,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    variants = [Variant("as bench"), Variant("no limit", workers=0), Variant("pinned", server_cpus={0}, ghz_cpus={1})]
+    variants = [Variant("as bench"), Variant("no limit", workers="0"), Variant("pinned", server_cpus="0", ghz_cpus={1})]
     if args.other_python:
         variants.insert(1, Variant("other interpreter", python=args.other_python))
     log(f"interpreter: {sys.version.split()[0]} ({sys.executable}); other: {args.other_python or '-'}")

@@ -161,13 +161,22 @@ def wait_grpc(target: str, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def bare_server(processes: int, run_dir: Path) -> Iterator[tuple[str, int]]:
-    """The bare grpc.aio adding server (benchmarks/bare_aio_adder.py), with the adder's worker setting."""
+def bare_server(
+    processes: int,
+    run_dir: Path,
+    *,
+    python: str = sys.executable,
+    workers: str | None = None,
+    cpu_list: str | None = None,
+) -> Iterator[tuple[str, int]]:
+    """The bare grpc.aio adding server (benchmarks/bare_aio_adder.py), with the adder's worker setting
+    unless `workers` is given ("0": no concurrency limit), run by `python`, pinned to `cpu_list`."""
     target = f"127.0.0.1:{free_port()}"
-    workers = EXTRA_ENV.get("SUMFLOW_GRPC_WORKERS", "64")
-    argv = [sys.executable, "-m", "benchmarks.bare_aio_adder", "--listen", target]
+    workers = workers or EXTRA_ENV.get("SUMFLOW_GRPC_WORKERS", "64")
+    argv = [python, "-m", "benchmarks.bare_aio_adder", "--listen", target]
     argv += ["--processes", str(processes), "--workers", workers]
-    server = CommandProcess(f"bare-aio-{processes}", argv, run_dir, ready=lambda: grpc_answers(target), cwd=REPO)
+    name = f"bare-aio-{processes}"
+    server = CommandProcess(name, argv, run_dir, ready=lambda: grpc_answers(target), cwd=REPO, cpu_list=cpu_list)
     with server.running(timeout=30):
         assert server.pid is not None
         yield target, server.pid

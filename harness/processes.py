@@ -293,11 +293,12 @@ class CommandProcess(ServiceProcess):
         ready: Callable[[], bool],
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        cpu_list: str | None = None,
     ) -> None:
         self.name = name
         self.argv = [str(arg) for arg in argv]
         self._ready = ready
-        super().__init__({**os.environ, **(env or {})}, workdir, cwd)
+        super().__init__({**os.environ, **(env or {})}, workdir, cwd, cpu_list=cpu_list)
 
     def command(self) -> list[str]:
         return self.argv
