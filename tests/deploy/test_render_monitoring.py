@@ -236,7 +236,7 @@ def _build_render_project(root: Path) -> Path:
     for name, rendered_play in (("monitoring.yml", plays[0]), ("agents.yml", plays[1])):
         assert {p["hosts"] for p in real[name]} == {rendered_play["hosts"]}
     roles_used = [r["role"] for p in real["monitoring.yml"] for r in p.get("roles", [])]
-    assert roles_used == ["prometheus", "grafana_stack"], roles_used
+    assert roles_used == ["pki", "prometheus", "grafana_stack"], roles_used
     agent_imports = [
         t["ansible.builtin.import_role"]
         for p in real["agents.yml"]
