@@ -22,6 +22,7 @@ import os
 import re
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -324,3 +325,28 @@ def test_prometheus_scrapes_node_exporter_and_itself_over_https_with_auth(secure
         "node": "1",
         "prometheus": "1",
     }
+
+
+def test_the_deployment_probe_logs_in_to_read_the_targets(secured: Secured, prometheus: str) -> None:
+    """molecule/default/files/deployment_probe.py `targets`, as Molecule and scripts/vagrant/test.sh run it."""
+    probe = [sys.executable, str(REPO / "molecule/default/files/deployment_probe.py"), "targets"]
+    login = [
+        f"--ca={secured.ca}",
+        "--user=sumflow",
+        f"--password-file={secured.root / 'controller-cache/credentials/prometheus_web_password'}",
+    ]
+    seen = subprocess.run(
+        [*probe, f"--prometheus={prometheus}", "--expect=2", "--timeout=60", *login],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    assert json.loads(seen.stdout)["targets_up"] == sorted(
+        f"https://127.0.0.1:{secured.ports[name]}/metrics" for name in ("node_exporter", "prometheus")
+    )
+    # Without the login it never sees a target (and says so).
+    refused = subprocess.run(
+        [*probe, f"--prometheus={prometheus}", "--expect=1", "--timeout=1"], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 1 and "0 targets" in refused.stderr, refused.stdout + refused.stderr

@@ -25,8 +25,10 @@
         event to NAME; the topic's end offsets, read with the login, did not move.
 KAFKA LOGIN: --ca FILE --user NAME --password-file FILE (SASL_SSL with SCRAM-SHA-512, the host name
 checked against the broker's certificate); without it, PLAINTEXT.
-    deployment_probe.py targets --prometheus http://HOST:PORT --expect N [--timeout S]
+    deployment_probe.py targets --prometheus URL --expect N [--timeout S] [PROMETHEUS LOGIN]
         Prometheus has at least N active scrape targets, every one of them up.
+PROMETHEUS LOGIN: --ca FILE --user NAME --password-file FILE (https checked against the CA, HTTP basic
+auth); without it, plain http and no authentication.
 
 Runs with the controller's Python (the repo venv: grpcio, kafka-python and the sumflow stubs).
 Prints one JSON line with what it saw; exits non-zero with the reason on any mismatch.
@@ -35,6 +37,7 @@ Prints one JSON line with what it saw; exits non-zero with the reason on any mis
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import random
@@ -69,8 +72,16 @@ class ProbeError(Exception):
     """The deployment does not behave as required."""
 
 
-def _get_json(url: str, timeout: float) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our own http:// URL)
+def _get_json(url: str, timeout: float, login: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET url as JSON; with `login` ({"ca", "user", "password"}) over https checked against the CA,
+    with HTTP basic auth."""
+    request = urllib.request.Request(url)  # noqa: S310 (our own URL)
+    context = None
+    if login:
+        token = base64.b64encode(f"{login['user']}:{login['password']}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        context = ssl.create_default_context(cafile=login["ca"])
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310 (our own URL)
         return json.loads(response.read())
 
 
@@ -308,11 +319,12 @@ def probe_topics(bootstrap: str, expected: dict[str, int], timeout: float, login
         admin.close()
 
 
-def probe_targets(prometheus: str, expect: int, timeout: float) -> dict[str, Any]:
+def probe_targets(prometheus: str, expect: int, timeout: float, login: dict[str, Any] | None) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            active = _get_json(f"{prometheus}/api/v1/targets?state=active", timeout=5)["data"]["activeTargets"]
+            url = f"{prometheus}/api/v1/targets?state=active"
+            active = _get_json(url, timeout=5, login=login)["data"]["activeTargets"]
         except OSError as exc:
             active, error = [], str(exc)
         else:
@@ -330,6 +342,19 @@ def probe_targets(prometheus: str, expect: int, timeout: float) -> dict[str, Any
         if time.monotonic() > deadline:
             raise ProbeError(f"{len(health)} targets (expected at least {expect}), not up: {down} {error}")
         time.sleep(2)
+
+
+def _web_login(
+    parser: argparse.ArgumentParser, ca: str | None, user: str | None, password_file: str | None
+) -> dict[str, Any] | None:
+    """The PROMETHEUS LOGIN options: all three or none."""
+    given = [ca, user, password_file]
+    if not any(given):
+        return None
+    if not all(given):
+        parser.error("--ca, --user and --password-file go together")
+    assert password_file is not None
+    return {"ca": ca, "user": user, "password": Path(password_file).read_text().split()[0]}
 
 
 def _topic_spec(text: str) -> tuple[str, int]:
@@ -362,6 +387,17 @@ def _kafka_commands(commands: Any) -> None:
         command.add_argument("--password-file")
 
 
+def _targets_command(commands: Any) -> None:
+    """The `targets` subcommand, with the PROMETHEUS LOGIN options."""
+    targets = commands.add_parser("targets")
+    targets.add_argument("--prometheus", required=True, help="base URL of Prometheus")
+    targets.add_argument("--expect", type=int, required=True, help="fewest active targets")
+    targets.add_argument("--timeout", type=float, default=120.0)
+    targets.add_argument("--ca", help="CA file: https checked against it, with --user and --password-file")
+    targets.add_argument("--user", help="HTTP basic-auth user")
+    targets.add_argument("--password-file", help="file holding its password")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -386,10 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--timeout", type=float, default=120.0, help="deadline of one call's retries, and of the total")
     _tls_options(stream)
     _kafka_commands(commands)
-    targets = commands.add_parser("targets")
-    targets.add_argument("--prometheus", required=True, help="base URL of Prometheus")
-    targets.add_argument("--expect", type=int, required=True, help="fewest active targets")
-    targets.add_argument("--timeout", type=float, default=120.0)
+    _targets_command(commands)
     args = parser.parse_args(argv)
     tls: Tls = (getattr(args, "ca", None), getattr(args, "cert", None), getattr(args, "key", None))
     if (tls[1] is None) != (tls[2] is None) or (tls[1] is not None and tls[0] is None):
@@ -411,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
             )
         elif args.command == "targets":
-            result = probe_targets(args.prometheus, args.expect, args.timeout)
+            result = probe_targets(
+                args.prometheus, args.expect, args.timeout, _web_login(parser, args.ca, args.user, args.password_file)
+            )
         elif args.command == "kafka-refusals":
             intruder = _login(args.ca, args.intruder, args.intruder_password_file)
             result = probe_kafka_refusals(
