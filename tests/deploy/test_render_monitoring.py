@@ -72,7 +72,11 @@ STACK_ROLE = REPO / "roles/grafana_stack"
 
 def _stack_vars(component: str) -> dict[str, Any]:
     """The vars roles/grafana_stack hands to the collection's `component` role (its import_role task)."""
-    (task,) = yaml.safe_load((STACK_ROLE / "tasks" / f"{component}.yml").read_text())
+    (task,) = [
+        t
+        for t in yaml.safe_load((STACK_ROLE / "tasks" / f"{component}.yml").read_text())
+        if "ansible.builtin.import_role" in t
+    ]
     assert task["ansible.builtin.import_role"]["name"] == f"grafana.grafana.{component}"
     return dict(task["vars"])
 
@@ -534,7 +538,8 @@ def test_tempo_receives_otlp_off_alloys_port_and_stores_locally(rendered: dict[s
     (remote,) = tempo["metrics_generator"]["storage"]["remote_write"]
     assert remote["url"] == f"https://{rendered['mon_addr']}:9090/api/v1/write"
     password = (rendered["cache"] / "credentials/prometheus_web_password").read_text().split()[0]
-    assert remote["basic_auth"] == {"username": "sumflow", "password": password}
+    assert remote["basic_auth"] == {"username": "sumflow", "password_file": "/etc/tempo/prometheus.password"}
+    assert password not in (rendered["out"] / rendered["mon"] / "tempo.yml").read_text()
     assert remote["tls_config"] == {"ca": (rendered["root"] / "controller-pki/ca.crt").read_text().strip()}
     assert "span-metrics" in tempo["overrides"]["defaults"]["metrics_generator"]["processors"]
     assert tempo["usage_report"]["reporting_enabled"] is False
