@@ -135,7 +135,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Secured:
     }
     (root / "extra.json").write_text(json.dumps(extra))
     setup = Secured(root, root / "out", ports, "")
-    first = setup.run("-v")
+    first = setup.run("-vvv", "--diff")
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
     return Secured(root, root / "out", ports, first.stdout + first.stderr)
 
@@ -258,6 +258,24 @@ def test_scrape_jobs_use_https_the_ca_and_password_files(secured: Secured) -> No
 def test_no_password_in_ansible_output(secured: Secured) -> None:
     for secret in ("node_exporter_web", "prometheus_web"):
         assert secured.password(secret) not in secured.first_output
+
+
+def test_switched_off_both_serve_plain_http_and_are_scraped_so(secured: Secured, tmp_path: Path) -> None:
+    """prometheus_web_security_enabled / node_exporter_web_security_enabled false: no web config."""
+    for name in ("hosts.yml", "playbook.yml"):
+        (tmp_path / name).write_text((secured.root / name).read_text().replace(str(secured.root), str(tmp_path)))
+    extra = json.loads((secured.root / "extra.json").read_text().replace(str(secured.root), str(tmp_path)))
+    extra |= {"prometheus_web_security_enabled": False, "node_exporter_web_security_enabled": False}
+    proc = run_playbook(
+        tmp_path / "hosts.yml", tmp_path / "playbook.yml", extra, tmp=tmp_path, roles_path=REPO / "roles"
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    for unit in ("node_exporter.service", "prometheus.service"):
+        assert "--web.config.file" not in (tmp_path / "out" / unit).read_text()
+    assert not (tmp_path / "node_exporter").exists() and not (tmp_path / "prometheus/web").exists()
+    config = yaml.safe_load((tmp_path / "out/prometheus.yml").read_text())
+    for job in config["scrape_configs"]:
+        assert "basic_auth" not in job and "tls_config" not in job and job.get("scheme", "http") == "http", job
 
 
 def test_a_second_run_changes_nothing(secured: Secured) -> None:
