@@ -4,16 +4,15 @@
 
 The salt is derived from the seed and the password (SHA-256), so the same inputs give the same hash
 and a role run twice changes nothing; a different seed (the host and the user name) gives a different
-hash for the same password. bcrypt itself comes from the C library's crypt(3) (libxcrypt on Debian
-and Ubuntu) through Python's crypt module, or from the `bcrypt` package when that is installed: the
-controller needs no extra Python dependency (Ansible's password_hash filter would need passlib).
+hash for the same password. bcrypt itself is the `bcrypt` package of the controller's lock
+(requirements/controller.txt); Ansible's password_hash filter would need passlib, and Python's crypt
+module is gone in 3.13.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import warnings
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -28,39 +27,20 @@ def _salt(seed: str, password: str) -> str:
     return base64.b64encode(digest).decode().rstrip("=").translate(str.maketrans(_STANDARD, _BCRYPT))
 
 
-def _crypt(password: str, setting: str) -> str | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import crypt
-    except ImportError:
-        return None
-    hashed = crypt.crypt(password, setting)
-    return hashed if hashed and hashed.startswith(setting[:7]) else None
-
-
-def _bcrypt_package(password: str, setting: str) -> str | None:
-    try:
-        import bcrypt
-    except ImportError:
-        return None
-    return bcrypt.hashpw(password.encode(), setting.encode()).decode()
-
-
 def exporter_web_bcrypt(password: Any, seed: str, cost: int = 10) -> str:
     secret = str(password)
     if not 4 <= int(cost) <= 31:
         raise AnsibleFilterError(f"exporter_web_bcrypt: cost must be 4-31, got {cost}")
     if len(secret.encode()) > 72:
         raise AnsibleFilterError("exporter_web_bcrypt: bcrypt reads at most 72 bytes of a password")
-    setting = f"$2b${int(cost):02d}${_salt(str(seed), secret)}"
-    hashed = _crypt(secret, setting) or _bcrypt_package(secret, setting)
-    if hashed is None:
+    try:
+        import bcrypt
+    except ImportError as exc:
         raise AnsibleFilterError(
-            "exporter_web_bcrypt: no bcrypt on the controller: Python's crypt module with a bcrypt-capable "
-            "libc (libxcrypt: Debian 12, Ubuntu 24.04) or the bcrypt package is needed"
-        )
-    return hashed
+            "exporter_web_bcrypt: the controller needs the bcrypt package (requirements/controller.txt, make venv)"
+        ) from exc
+    setting = f"$2b${int(cost):02d}${_salt(str(seed), secret)}"
+    return bcrypt.hashpw(secret.encode(), setting.encode()).decode()
 
 
 class FilterModule:
