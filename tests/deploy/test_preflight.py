@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks/main.yml").exists())
 # release_artifact runs inside kafka, prometheus and node_exporter (include_role), exporter_web inside
-# prometheus and node_exporter: their checks are tagged `always` and run with their callers' install or
-# configure phase, not with the preflight tags.
-INCLUDED_ROLES = ("release_artifact", "exporter_web")
+# prometheus and node_exporter, haproxy inside sumflow: their checks are tagged `always` and run with
+# their callers' install, configure or run phase, not with the preflight tags.
+INCLUDED_ROLES = ("release_artifact", "exporter_web", "haproxy")
 PREFLIGHT_TAGS = ",".join(f"{role}_preflight" for role in ROLES if role not in INCLUDED_ROLES)
 
 
@@ -80,6 +80,7 @@ BAD_INPUTS = {
         "kafka_acls: principal User:<name>",
     ),
     "sumflow ports": ({"sumflow_http_port": 50051}, "adder", "must be distinct ports"),
+    "sumflow backend port": ({"sumflow_http_backend_port": 8080}, "accumulator", "must be distinct ports"),
     "sumflow watchdog": ({"sumflow_accumulator_watchdog_seconds": 0}, "accumulator", "must be whole seconds >= 1"),
     "sumflow paths": ({"sumflow_state_root": "var/lib/sumflow"}, "adder", "must be absolute paths"),
     "sumflow stop timeout": ({"sumflow_stop_timeout": 20}, "adder", "must exceed sumflow_drain_seconds"),

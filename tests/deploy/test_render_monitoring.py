@@ -344,9 +344,11 @@ def test_prometheus_config_passes_promtool_and_scrapes_every_tier(rendered: dict
     assert {key: jobs["kafka"][key] for key in ("scrape_interval", "scrape_timeout") if key in jobs["kafka"]} == slow
     assert not any("scrape_timeout" in jobs[job] for job in expected if job != "kafka")
     assert config["global"]["scrape_timeout"] == "10s"
-    # node_exporter and Prometheus itself over https with the CA and basic auth; the other jobs as before.
+    # node_exporter, the accumulator (its HAProxy) and Prometheus itself over https with the CA and basic
+    # auth; the other jobs as before.
     secured = {
         "node": ("prometheus", "scrape.password"),
+        "accumulator": ("prometheus", "scrape.password"),
         "prometheus": ("sumflow", "prometheus.password"),
     }
     for job, (user, password_file) in secured.items():
