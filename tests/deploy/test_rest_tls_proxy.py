@@ -26,6 +26,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -243,6 +244,33 @@ def test_the_api_answers_over_tls_checked_against_the_ca(rendered: Rendered, pro
     assert json.loads(body)["total"] == proxied
     for path in ("/healthz", "/readyz"):
         assert _get(rendered, path)[0] == 200, path
+
+
+def test_the_documented_clients_read_the_total_with_the_ca(rendered: Rendered, proxied: int) -> None:
+    """`sumflow total --accumulator https://... --ca` and `curl --cacert` (docs/security.md)."""
+    url = f"https://127.0.0.1:{rendered.front}"
+    cli = [str(Path(sys.executable).with_name("sumflow")), "total", "--accumulator", url, "--ca", str(rendered.ca)]
+    proc = subprocess.run([*cli, "--json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["total"] == proxied
+    curl = ["curl", "-sS", "--fail", "--cacert", str(rendered.ca), f"{url}/api/total"]
+    proc = subprocess.run(curl, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["total"] == proxied
+    curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(rendered.ca), f"{url}/metrics"]
+    assert subprocess.run(curl, capture_output=True, text=True, timeout=60).stdout == "401"
+
+
+def test_sumflow_status_reads_readiness_through_the_proxy_but_not_the_metrics(rendered: Rendered, proxied: int) -> None:
+    """As docs/security.md says: ready from the public /readyz, lag and version unknown (/metrics: 401)."""
+    url = f"https://127.0.0.1:{rendered.front}"
+    argv = [str(Path(sys.executable).with_name("sumflow")), "status", "--accumulator", url, "--ca", str(rendered.ca)]
+    adder = f"127.0.0.1:{free_port()}"  # nothing listens: the adder's part fails, the accumulator's is read
+    proc = subprocess.run([*argv, "--adder", adder, "--json"], capture_output=True, text=True, timeout=120)
+    accumulator = json.loads(proc.stdout)["accumulator"]
+    assert accumulator["healthy"] and accumulator["ready"], accumulator
+    assert accumulator["version"] is None and accumulator["consumer_lag"] == {}, accumulator
+    assert accumulator["error"] == f"metrics: GET {url}/metrics: HTTP 401", accumulator
 
 
 def test_a_client_without_the_ca_is_refused(rendered: Rendered, proxied: int) -> None:
