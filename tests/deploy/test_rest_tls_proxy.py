@@ -11,7 +11,9 @@ Then Debian's haproxy runs the rendered haproxy.cfg on a loopback port in front 
 (on a real broker) that listens where the rendered accumulator.env says: the REST API answers over TLS
 checked against the controller's CA, plaintext on the TLS port gets no answer, /metrics without the
 password (or with a wrong one, or spelled otherwise) gets 401, and with Prometheus' scrape password
-(the controller file roles/prometheus and roles/node_exporter read) 200.
+(the controller file roles/prometheus and roles/node_exporter read) 200. The documented clients
+(`sumflow --ca`, `curl --cacert`) and Molecule's deployment probe (`flow`, with a real TLS adder on the
+same broker) read the total through it.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 from kafka import KafkaProducer
 
 from harness.kafka import KafkaBroker, unique_topic
 from harness.ports import free_port, port_open
-from harness.processes import AccumulatorProcess, CommandProcess
+from harness.processes import AccumulatorProcess, AdderProcess, CommandProcess
 from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, REPO, run_playbook
 from tests.fixtures.event_records import event_value
 
@@ -171,10 +174,21 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     return Rendered(root, front, back, first.stdout + first.stderr)
 
 
+@dataclass(frozen=True)
+class Proxied:
+    topic: str
+    accumulator: AccumulatorProcess
+
+    def direct_total(self) -> int:
+        """The total read from the accumulator itself (its backend port), past the proxy."""
+        return self.accumulator.total()["total"]
+
+
 @pytest.fixture(scope="module")
-def proxied(rendered: Rendered, kafka_broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """The accumulator on the rendered backend address (with events applied), HAProxy in front; yields
-    the expected total."""
+def proxied(
+    rendered: Rendered, kafka_broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proxied]:
+    """The accumulator on the rendered backend address (20 events applied), HAProxy in front."""
     work = tmp_path_factory.mktemp("rest-tls-run")
     topic = kafka_broker.create_topic(unique_topic("rest-tls"), partitions=1, replication=1)
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
@@ -195,8 +209,8 @@ def proxied(rendered: Rendered, kafka_broker: KafkaBroker, tmp_path_factory: pyt
         "haproxy", [HAPROXY, "-db", "-f", rendered.config], work / "haproxy", lambda: port_open(rendered.front)
     )
     with accumulator.running(timeout=180), haproxy.running():
-        accumulator.wait_applied(20)
-        yield expected
+        assert accumulator.wait_applied(20)["total"] == expected
+        yield Proxied(topic, accumulator)
 
 
 def _tls_context(ca: Path) -> ssl.SSLContext:
@@ -238,30 +252,32 @@ def test_a_second_run_changes_nothing(rendered: Rendered) -> None:
     assert recap and re.search(r"changed=0\b", recap.group(0)), again.stdout[-3000:]
 
 
-def test_the_api_answers_over_tls_checked_against_the_ca(rendered: Rendered, proxied: int) -> None:
+def test_the_api_answers_over_tls_checked_against_the_ca(rendered: Rendered, proxied: Proxied) -> None:
     status, body, _ = _get(rendered, "/api/total")
     assert status == 200, body
-    assert json.loads(body)["total"] == proxied
+    assert json.loads(body)["total"] == proxied.direct_total()
     for path in ("/healthz", "/readyz"):
         assert _get(rendered, path)[0] == 200, path
 
 
-def test_the_documented_clients_read_the_total_with_the_ca(rendered: Rendered, proxied: int) -> None:
+def test_the_documented_clients_read_the_total_with_the_ca(rendered: Rendered, proxied: Proxied) -> None:
     """`sumflow total --accumulator https://... --ca` and `curl --cacert` (docs/security.md)."""
     url = f"https://127.0.0.1:{rendered.front}"
     cli = [str(Path(sys.executable).with_name("sumflow")), "total", "--accumulator", url, "--ca", str(rendered.ca)]
     proc = subprocess.run([*cli, "--json"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(proc.stdout)["total"] == proxied
+    assert json.loads(proc.stdout)["total"] == proxied.direct_total()
     curl = ["curl", "-sS", "--fail", "--cacert", str(rendered.ca), f"{url}/api/total"]
     proc = subprocess.run(curl, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["total"] == proxied
+    assert json.loads(proc.stdout)["total"] == proxied.direct_total()
     curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(rendered.ca), f"{url}/metrics"]
     assert subprocess.run(curl, capture_output=True, text=True, timeout=60).stdout == "401"
 
 
-def test_sumflow_status_reads_readiness_through_the_proxy_but_not_the_metrics(rendered: Rendered, proxied: int) -> None:
+def test_sumflow_status_reads_readiness_through_the_proxy_but_not_the_metrics(
+    rendered: Rendered, proxied: Proxied
+) -> None:
     """As docs/security.md says: ready from the public /readyz, lag and version unknown (/metrics: 401)."""
     url = f"https://127.0.0.1:{rendered.front}"
     argv = [str(Path(sys.executable).with_name("sumflow")), "status", "--accumulator", url, "--ca", str(rendered.ca)]
@@ -273,14 +289,14 @@ def test_sumflow_status_reads_readiness_through_the_proxy_but_not_the_metrics(re
     assert accumulator["error"] == f"metrics: GET {url}/metrics: HTTP 401", accumulator
 
 
-def test_a_client_without_the_ca_is_refused(rendered: Rendered, proxied: int) -> None:
+def test_a_client_without_the_ca_is_refused(rendered: Rendered, proxied: Proxied) -> None:
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
         urllib.request.urlopen(
             f"https://127.0.0.1:{rendered.front}/api/total", timeout=10, context=ssl.create_default_context()
         )
 
 
-def test_plaintext_http_on_the_tls_port_gets_no_answer(rendered: Rendered, proxied: int) -> None:
+def test_plaintext_http_on_the_tls_port_gets_no_answer(rendered: Rendered, proxied: Proxied) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", rendered.front, timeout=10)
     with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine)):
         connection.request("GET", "/api/total")
@@ -289,7 +305,7 @@ def test_plaintext_http_on_the_tls_port_gets_no_answer(rendered: Rendered, proxi
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/%6Detrics", "//metrics", "/metrics/", "/"])
-def test_metrics_without_the_password_get_401(rendered: Rendered, proxied: int, path: str) -> None:
+def test_metrics_without_the_password_get_401(rendered: Rendered, proxied: Proxied, path: str) -> None:
     status, body, headers = _get(rendered, path)
     assert status == 401, (path, body[:200])
     assert headers.get("www-authenticate") == 'Basic realm="sumflow"'
@@ -298,12 +314,12 @@ def test_metrics_without_the_password_get_401(rendered: Rendered, proxied: int, 
 
 
 @pytest.mark.parametrize("path", ["/api/../metrics", "/api/%2e%2e/metrics", "/api/./total"])
-def test_dot_segments_are_refused_even_with_the_password(rendered: Rendered, proxied: int, path: str) -> None:
+def test_dot_segments_are_refused_even_with_the_password(rendered: Rendered, proxied: Proxied, path: str) -> None:
     assert _get(rendered, path)[0] == 400, path
     assert _get(rendered, path, ("prometheus", rendered.scrape_password))[0] == 400, path
 
 
-def test_metrics_with_prometheus_scrape_password_get_200(rendered: Rendered, proxied: int) -> None:
+def test_metrics_with_prometheus_scrape_password_get_200(rendered: Rendered, proxied: Proxied) -> None:
     status, body, _ = _get(rendered, "/metrics", ("prometheus", rendered.scrape_password))
     assert status == 200, body[:300]
     assert b"sumflow_accumulator_ready" in body
@@ -350,3 +366,35 @@ def test_the_hardened_unit_scores_at_most_2_0(dropin: Path, tmp_path: Path) -> N
     found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
     assert found, proc.stdout[-2000:] + proc.stderr
     assert float(found.group(1)) <= 2.0, proc.stdout[-4000:]
+
+
+def test_the_deployment_probe_flow_reads_the_total_over_tls(
+    rendered: Rendered, proxied: Proxied, kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """molecule/default/files/deployment_probe.py flow, as Molecule verify runs it: one AddNumbers call to a
+    TLS adder (the host certificate the role installed) raises the total read through the proxy over
+    https, checked against the same CA, by exactly its sum, once."""
+    tls = rendered.root / "haproxy/tls"
+    adder = AdderProcess.for_broker(
+        kafka_broker.bootstrap,
+        proxied.topic,
+        tmp_path / "adder",
+        SUMFLOW_GRPC_TLS_CERT=str(tls / "tls.crt"),
+        SUMFLOW_GRPC_TLS_KEY=str(tls / "tls.key"),
+    )
+    adder.credentials = grpc.ssl_channel_credentials(root_certificates=rendered.ca.read_bytes())
+    probe = [
+        sys.executable,
+        str(REPO / "molecule/default/files/deployment_probe.py"),
+        "flow",
+        f"--adder={adder.target}",
+        f"--accumulator=https://127.0.0.1:{rendered.front}",
+        f"--ca={rendered.ca}",
+        "--timeout=120",
+    ]
+    with adder.running(timeout=180):
+        proc = subprocess.run(probe, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["final"]["total"] == result["before"]["total"] + sum(result["added"]), result
+    assert result["final"]["total"] == proxied.direct_total()
