@@ -19,8 +19,6 @@ same broker) read the total through it.
 from __future__ import annotations
 
 import base64
-import getpass
-import grp
 import http.client
 import json
 import os
@@ -46,43 +44,20 @@ from harness.ports import free_port, port_open
 from harness.processes import AccumulatorProcess, AdderProcess, CommandProcess
 from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, REPO, run_playbook
 from tests.fixtures.event_records import event_value
+from tests.fixtures.haproxy_role import ROLE, haproxy_paths, link_haproxy_role
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 DEBIAN_UNIT = Path("/lib/systemd/system/haproxy.service")
 HOST = "app"
-ROLE = REPO / "roles/haproxy"
 
 
 def _build_project(root: Path) -> Path:
-    """roles/ with pki and haproxy (real defaults, meta, templates, plugins, preflight and configure tasks;
-    stand-in handlers) and render_sumflow (sumflow's defaults, vars and templates, its rest_proxy.yml)."""
+    """roles/ with pki and haproxy (tests/fixtures/haproxy_role.py) and render_sumflow (sumflow's defaults,
+    vars and templates, its rest_proxy.yml)."""
     roles = root / "roles"
     roles.mkdir()
-    (roles / "pki").symlink_to(REPO / "roles/pki", target_is_directory=True)
-    haproxy = roles / "haproxy"
-    for sub in ("defaults", "meta", "templates", "filter_plugins"):
-        (haproxy / sub).parent.mkdir(parents=True, exist_ok=True)
-        (haproxy / sub).symlink_to(ROLE / sub, target_is_directory=True)
-    (haproxy / "tasks").mkdir()
-    for name in ("preflight.yml", "configure.yml"):
-        (haproxy / "tasks" / name).symlink_to(ROLE / "tasks" / name)
-    (haproxy / "tasks/main.yml").write_text(
-        yaml.safe_dump(
-            [
-                {"name": "preflight", "ansible.builtin.import_tasks": "preflight.yml"},
-                {"name": "configure", "ansible.builtin.import_tasks": "configure.yml"},
-            ],
-            sort_keys=False,
-        )
-    )
-    real_handlers = yaml.safe_load((ROLE / "handlers/main.yml").read_text())
-    (haproxy / "handlers").mkdir()
-    (haproxy / "handlers/main.yml").write_text(
-        yaml.safe_dump(
-            [{"name": h["name"], "ansible.builtin.debug": {"msg": f"handler: {h['name']}"}} for h in real_handlers]
-        )
-    )
+    link_haproxy_role(roles)
     sumflow = roles / "render_sumflow"
     (sumflow / "tasks").mkdir(parents=True)
     for sub in ("defaults", "vars", "templates"):
@@ -148,7 +123,6 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     _build_project(root)
     inventory = {"all": {"children": {"accumulator": {"hosts": {HOST: {"ansible_host": "127.0.0.1"}}}}}}
     (root / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    user, group = getpass.getuser(), grp.getgrgid(os.getgid()).gr_name
     extra = {
         **LOCAL_CONNECTION,
         "render_dir": str(root / "out"),
@@ -158,13 +132,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
         "sumflow_listen_host": "127.0.0.1",
         "sumflow_http_port": front,
         "sumflow_http_backend_port": back,
-        "haproxy_config_file": str(root / "haproxy/haproxy.cfg"),
-        "haproxy_tls_dir": str(root / "haproxy/tls"),
-        "haproxy_dropin_dir": str(root / "haproxy/haproxy.service.d"),
-        "haproxy_user": user,
-        "haproxy_group": group,
-        "haproxy_log_target": "",
-        "haproxy_stats_socket": "",
+        **haproxy_paths(root / "haproxy"),
     }
     (root / "extra.json").write_text(json.dumps(extra))
     (root / "haproxy").mkdir()
