@@ -307,6 +307,50 @@ def test_a_compressed_call_is_refused_not_routed_blindly(balanced: Balanced) -> 
     assert all(request_id not in balanced.ids_seen_by(host) for host in ADDERS)
 
 
+def test_with_mutual_tls_the_balancer_requires_client_certificates_and_presents_its_own(
+    balanced: Balanced, rendered: Rendered, tmp_path: Path
+) -> None:
+    """sumflow_grpc_mtls: the balancer's clients need a certificate of the CA (the pki role's client
+    `controller`); the balancer presents its host certificate to the adders (these adders accept any
+    client, so that only shows HAProxy loads it)."""
+    front = free_port()
+    paths = {**haproxy_paths(tmp_path / "haproxy"), "haproxy_log_target": "stdout format raw"}
+    (tmp_path / "haproxy").mkdir()
+    proc = rendered.run(**paths, grpc_balancer_port=front, sumflow_grpc_mtls=True)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    text = Path(paths["haproxy_config_file"]).read_text()
+    tls = paths["haproxy_tls_dir"]
+    assert f"bind 127.0.0.1:{front} ssl crt {tls}/tls.crt alpn h2 verify required ca-file {tls}/ca.crt\n" in text
+    assert all(f"alpn h2 crt {tls}/tls.crt check" in line for line in text.splitlines() if "server adder-" in line)
+    haproxy = CommandProcess(
+        "haproxy-mtls", [HAPROXY, "-db", "-f", paths["haproxy_config_file"]], tmp_path, lambda: port_open(front)
+    )
+    client_dir = rendered.root / "controller-pki/clients"
+    with_cert = grpc.ssl_channel_credentials(
+        root_certificates=rendered.ca.read_bytes(),
+        private_key=(client_dir / "controller.key").read_bytes(),
+        certificate_chain=(client_dir / "controller.crt").read_bytes(),
+    )
+    rid = str(uuid.uuid4())
+    with haproxy.running():
+        with AdderClient(f"127.0.0.1:{front}", balanced.credentials) as no_cert:
+            assert no_cert.add_status(str(uuid.uuid4()), 1, 2, timeout=10) == grpc.StatusCode.UNAVAILABLE
+        # Health checks of the adders pass before calls are routed (bounded: 60 s of retries).
+        with AdderClient(f"127.0.0.1:{front}", with_cert) as client:
+            for _ in range(60):
+                if client.add_status(rid, 5, 6, timeout=10) == grpc.StatusCode.OK:
+                    break
+                time.sleep(1)
+            reply = client.add(rid, 5, 6)
+    assert (reply.request_id, reply.result, reply.duplicate) == (rid, 11, True)
+    (home,) = [host for host in ADDERS if rid in balanced.ids_seen_by(host)]
+    balanced.ledger[rid] = (5, 6)
+    balanced.home[rid] = home
+    # A second balancer over the same adders (same names, same order) routes the id to the same adder.
+    with balanced.client() as client:
+        assert client.add(rid, 5, 6).duplicate
+
+
 class RetryingStream:
     """STREAM_THREADS threads, each sending fresh ids through the balancer; a call that fails
     UNAVAILABLE is retried with the same id (RETRIES times); any other status is a failure."""
