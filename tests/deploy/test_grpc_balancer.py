@@ -257,6 +257,25 @@ def test_preflight_refuses_a_check_slower_than_the_drain_or_no_adders(
     assert message in proc.stdout, proc.stdout[-3000:]
 
 
+def test_preflight_refuses_a_balancer_on_a_host_whose_haproxy_serves_the_rest_api(rendered: Rendered) -> None:
+    inventory = yaml.safe_load((rendered.root / "hosts.yml").read_text())
+    inventory["all"]["children"]["accumulator"] = {"hosts": {"lb": {}}}
+    hosts = rendered.root / "hosts-lb-accumulator.yml"
+    hosts.write_text(yaml.safe_dump(inventory))
+    extra = json.loads((rendered.root / "extra.json").read_text())
+    proc = run_playbook(
+        hosts,
+        rendered.root / "playbook.yml",
+        extra,
+        "--tags",
+        "grpc_balancer_preflight",
+        tmp=rendered.root,
+        roles_path=rendered.root / "roles",
+    )
+    assert proc.returncode != 0
+    assert "lb is an accumulator host with the REST API behind HAProxy" in proc.stdout, proc.stdout[-3000:]
+
+
 def test_calls_through_the_balancer_are_answered_over_tls_with_the_ca(balanced: Balanced) -> None:
     rid = str(uuid.uuid4())
     with balanced.client() as client:
