@@ -242,6 +242,23 @@ def test_the_rendered_config_routes_by_request_id_with_grpc_health_checks(render
         ) in text
 
 
+def test_without_tls_the_balancer_speaks_plaintext_http2_on_both_sides(rendered: Rendered, tmp_path: Path) -> None:
+    """grpc_balancer_tls false (sumflow_tls_enabled false): h2c to clients and adders, health checks too
+    (rendered and accepted by `haproxy -c`; no plaintext adders run here)."""
+    paths = {**haproxy_paths(tmp_path / "haproxy"), "haproxy_log_target": "stdout format raw"}
+    (tmp_path / "haproxy").mkdir()
+    proc = rendered.run(**paths, sumflow_tls_enabled=False)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    check = subprocess.run(
+        [HAPROXY, "-c", "-f", paths["haproxy_config_file"]], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0 and "Warnings were found" not in check.stdout + check.stderr, check
+    text = Path(paths["haproxy_config_file"]).read_text()
+    assert f"bind 127.0.0.1:{rendered.front} proto h2\n" in text
+    for host, port in rendered.adder_ports.items():
+        assert f"server {host} 127.0.0.1:{port} proto h2 check inter 1000ms fall 1 rise 2\n" in text
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
