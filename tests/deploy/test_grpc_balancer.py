@@ -242,6 +242,14 @@ def test_the_rendered_config_routes_by_request_id_with_grpc_health_checks(render
         ) in text
 
 
+def test_a_second_run_changes_nothing(rendered: Rendered) -> None:
+    again = rendered.run()
+    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-3000:]
+    recaps = re.findall(r"^(?:lb|adder-\d)\s*:.*$", again.stdout, re.MULTILINE)
+    assert len(recaps) == 1 + len(ADDERS), again.stdout[-3000:]
+    assert all(re.search(r"changed=0\b", recap) for recap in recaps), recaps
+
+
 def test_without_tls_the_balancer_speaks_plaintext_http2_on_both_sides(rendered: Rendered, tmp_path: Path) -> None:
     """grpc_balancer_tls false (sumflow_tls_enabled false): h2c to clients and adders, health checks too
     (rendered and accepted by `haproxy -c`; no plaintext adders run here)."""
