@@ -15,6 +15,7 @@ test_packages=(
     # drop vagrant-libvirt (only Recommended by vagrant), so it is named here.
     vagrant vagrant-libvirt
     wrk                                             # HTTP benchmark load
+    haproxy                                         # the TLS proxy of roles/haproxy, checked and run in tests
     nodejs                                          # runs buf (make lint-proto)
 )
 # Real VMs under libvirt (QEMU; software emulation where nested KVM cannot boot a stock kernel), and
@@ -49,9 +50,9 @@ fi
 echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
-# Keep Debian's prometheus packages from starting daemons: the tests start their own instances.
+# Keep Debian's prometheus and haproxy packages from starting daemons: the tests start their own instances.
 "${sudo[@]}" env RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}"
-for unit in prometheus prometheus-node-exporter; do
+for unit in prometheus prometheus-node-exporter haproxy; do
     if [ -d /run/systemd/system ] && systemctl is-enabled --quiet "$unit" 2>/dev/null; then
         "${sudo[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
     fi

@@ -3,7 +3,8 @@
 // Defaults are the Vagrant app node (inventory/vagrant: adder + accumulator on one host).
 export const DEFAULT_APP_HOST = '192.168.56.21';
 export const GRPC_TARGET = __ENV.SUMFLOW_GRPC_TARGET || `${DEFAULT_APP_HOST}:50051`;
-export const REST_URL = (__ENV.SUMFLOW_REST_URL || `http://${DEFAULT_APP_HOST}:8080`).replace(/\/+$/, '');
+// The deployed REST API is HTTPS (HAProxy with the internal CA's certificate): run k6 with SSL_CERT_FILE=<the CA>.
+export const REST_URL = (__ENV.SUMFLOW_REST_URL || `https://${DEFAULT_APP_HOST}:8080`).replace(/\/+$/, '');
 
 export function envNumber(name, fallback) {
   const raw = __ENV[name];

@@ -15,7 +15,7 @@
 #   flow       one AddNumbers call over TLS (trusting only the controller's CA) to app1 raises app1's
 #              /api/total by exactly the sum (and a retry is a duplicate)
 #   refused    a plaintext AddNumbers call to app1 is refused (UNAVAILABLE)
-#   targets    Prometheus on mon1 reports every scrape target up
+#   targets    Prometheus on mon1 (over https, logged in) reports every scrape target up
 #   k6         load/grpc.js and load/rest.js against app1 (~30 s each, low rate); checks and the applied count pass
 #   provision  a second `vagrant provision` reports changed=0 on every host
 # Traffic goes only to the VMs this script made.
@@ -131,8 +131,11 @@ check_units() {
   done
 }
 
+# Prometheus serves HTTPS with basic auth: trust only the controller's CA, log in with the password the
+# prometheus role generated on this controller.
 check_targets() {
-  "$VENV/bin/python" molecule/default/files/deployment_probe.py targets --prometheus "http://$MON:9090" \
+  "$VENV/bin/python" molecule/default/files/deployment_probe.py targets --prometheus "https://$MON:9090" \
+    --ca "$CA" --user sumflow --password-file "$HOME/.cache/sumflow/ansible/credentials/prometheus_web_password" \
     --expect "$((2 * KAFKA_NODES + 4))" --timeout 180
 }
 

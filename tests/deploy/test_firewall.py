@@ -36,7 +36,7 @@ UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 ANY = "any"
 CLIENT = "client"
 OPERATOR = "operator"
-ALL_GROUPS = ("kafka", "adder", "accumulator", "monitoring")
+ALL_GROUPS = ("kafka", "adder", "accumulator", "monitoring", "balancer")
 STRANGERS = ("203.0.113.7", "2001:db8::7")
 
 
@@ -56,7 +56,8 @@ MATRIX = (
     Port(9092, ("kafka",), ("kafka", "adder", "accumulator"), (OPERATOR,)),
     Port(9093, ("kafka",), ("kafka",)),
     Port(9404, ("kafka",), ("monitoring",)),
-    Port(50051, ("adder",), (), (CLIENT,)),
+    Port(50051, ("adder",), ("balancer",), (CLIENT,)),
+    Port(50050, ("balancer",), (), (CLIENT,)),
     Port(9464, ("adder",), ("monitoring",)),
     Port(8080, ("accumulator",), ("monitoring",), (CLIENT,)),
     Port(9100, ALL_GROUPS, ("monitoring",)),

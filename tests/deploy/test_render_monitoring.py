@@ -72,7 +72,11 @@ STACK_ROLE = REPO / "roles/grafana_stack"
 
 def _stack_vars(component: str) -> dict[str, Any]:
     """The vars roles/grafana_stack hands to the collection's `component` role (its import_role task)."""
-    (task,) = yaml.safe_load((STACK_ROLE / "tasks" / f"{component}.yml").read_text())
+    (task,) = [
+        t
+        for t in yaml.safe_load((STACK_ROLE / "tasks" / f"{component}.yml").read_text())
+        if "ansible.builtin.import_role" in t
+    ]
     assert task["ansible.builtin.import_role"]["name"] == f"grafana.grafana.{component}"
     return dict(task["vars"])
 
@@ -212,6 +216,7 @@ def _build_render_project(root: Path) -> Path:
     )
     # The real playbooks' hosts, play vars and play split; the dashboards directory resolves as in the
     # repo (roles/grafana_stack: role_path/../../observability).
+    (root / "roles" / "pki").symlink_to(REPO / "roles/pki", target_is_directory=True)
     playbooks = root / "playbooks"
     playbooks.mkdir()
     (root / "observability").symlink_to(REPO / "observability", target_is_directory=True)
@@ -222,7 +227,8 @@ def _build_render_project(root: Path) -> Path:
             "hosts": "monitoring",
             "gather_facts": False,
             "vars": {k: v for p in real["monitoring.yml"] for k, v in p.get("vars", {}).items()},
-            "roles": ["render_prometheus", "render_loki", "render_tempo", "render_grafana"],
+            # The real pki role, as monitoring.yml runs it first: the CA Grafana and Tempo get inline.
+            "roles": ["pki", "render_prometheus", "render_loki", "render_tempo", "render_grafana"],
         },
         {
             "name": "every host",
@@ -236,7 +242,7 @@ def _build_render_project(root: Path) -> Path:
     for name, rendered_play in (("monitoring.yml", plays[0]), ("agents.yml", plays[1])):
         assert {p["hosts"] for p in real[name]} == {rendered_play["hosts"]}
     roles_used = [r["role"] for p in real["monitoring.yml"] for r in p.get("roles", [])]
-    assert roles_used == ["prometheus", "grafana_stack"], roles_used
+    assert roles_used == ["pki", "prometheus", "grafana_stack"], roles_used
     agent_imports = [
         t["ansible.builtin.import_role"]
         for p in real["agents.yml"]
@@ -252,7 +258,12 @@ def _render(inventory: str, root: Path) -> Path:
     playbook = _build_render_project(root)
     out = root / "out"
     cache = root / "controller-cache"
-    extra = {"render_dir": str(out), "sumflow_controller_cache": str(cache), **LOCAL_CONNECTION}
+    extra = {
+        "render_dir": str(out),
+        "sumflow_controller_cache": str(cache),
+        "pki_dir": str(root / "controller-pki"),
+        **LOCAL_CONNECTION,
+    }
     proc = run_playbook(
         REPO / "inventory" / inventory,
         playbook,
@@ -288,6 +299,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return {
         "name": inventory,
         "out": root / "out",
+        "root": root,
         "cache": root / "controller-cache",
         "groups": groups,
         "all_hosts": sorted({h for hosts in groups.values() for h in hosts}),
@@ -332,6 +344,19 @@ def test_prometheus_config_passes_promtool_and_scrapes_every_tier(rendered: dict
     assert {key: jobs["kafka"][key] for key in ("scrape_interval", "scrape_timeout") if key in jobs["kafka"]} == slow
     assert not any("scrape_timeout" in jobs[job] for job in expected if job != "kafka")
     assert config["global"]["scrape_timeout"] == "10s"
+    # node_exporter, the accumulator (its HAProxy) and Prometheus itself over https with the CA and basic
+    # auth; the other jobs as before.
+    secured = {
+        "node": ("prometheus", "scrape.password"),
+        "accumulator": ("prometheus", "scrape.password"),
+        "prometheus": ("sumflow", "prometheus.password"),
+    }
+    for job, (user, password_file) in secured.items():
+        assert jobs[job]["scheme"] == "https", job
+        assert jobs[job]["tls_config"] == {"ca_file": "/etc/prometheus/web/ca.crt"}, job
+        assert jobs[job]["basic_auth"] == {"username": user, "password_file": f"/etc/prometheus/web/{password_file}"}
+    for job in set(jobs) - set(secured):
+        assert "basic_auth" not in jobs[job] and jobs[job].get("scheme", "http") == "http", job
     # The Grafana stack is on in both inventories: its own components are scraped too.
     assert {"alloy", "loki", "tempo", "grafana"} <= set(jobs)
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
@@ -358,6 +383,7 @@ def test_prometheus_unit_stores_exemplars_and_takes_retention_from_group_vars(re
     # Tempo's metrics generator remote-writes span metrics (traces -> metrics).
     assert "--web.enable-remote-write-receiver" in flags
     assert "--web.listen-address=0.0.0.0:9090" in flags
+    assert "--web.config.file=/etc/prometheus/web/web.yml" in flags
     for hardening in (
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
@@ -373,6 +399,7 @@ def test_node_exporter_unit_on_every_host(rendered: dict[str, Any]) -> None:
         unit = (rendered["out"] / host / "node_exporter.service").read_text()
         assert "ExecStart=/opt/node_exporter/node_exporter" in unit
         assert "--web.listen-address=0.0.0.0:9100" in unit
+        assert "--web.config.file=/etc/node_exporter/web.yml" in unit
         assert "ProtectSystem=strict" in unit and "NoNewPrivileges=yes" in unit
         # systemd expands "$": a literal one in a regex flag must be written "$$".
         for line in unit.splitlines():
@@ -388,7 +415,19 @@ def test_grafana_datasources_point_at_the_monitoring_host_and_link_signals(rende
     assert doc["apiVersion"] == 1
     sources = {ds["uid"]: ds for ds in doc["datasources"]}
     mon = rendered["mon_addr"]
-    assert sources["prometheus"]["url"] == f"http://{mon}:9090"
+    # Prometheus serves HTTPS with basic auth: the datasource checks it against our CA and logs in with
+    # the password the prometheus role generated (the same controller file).
+    prometheus = sources["prometheus"]
+    assert prometheus["url"] == f"https://{mon}:9090"
+    assert prometheus["basicAuth"] is True
+    assert prometheus["basicAuthUser"] == "sumflow"
+    assert prometheus["jsonData"]["tlsAuthWithCACert"] is True
+    password = (rendered["cache"] / "credentials/prometheus_web_password").read_text().split()[0]
+    assert len(password) == 40
+    assert prometheus["secureJsonData"] == {
+        "basicAuthPassword": password,
+        "tlsCACert": (rendered["root"] / "controller-pki/ca.crt").read_text().strip(),
+    }
     assert sources["loki"]["url"] == f"http://{mon}:3100"
     assert sources["tempo"]["url"] == f"http://{mon}:3200"
     assert [ds["type"] for ds in doc["datasources"]] == ["prometheus", "loki", "tempo"]
@@ -499,7 +538,11 @@ def test_tempo_receives_otlp_off_alloys_port_and_stores_locally(rendered: dict[s
     assert tempo["storage"]["trace"]["local"]["path"].startswith("/var/lib/tempo/")
     assert tempo["compactor"]["compaction"]["block_retention"] == rendered["expect"]["loki_retention"]
     (remote,) = tempo["metrics_generator"]["storage"]["remote_write"]
-    assert remote["url"] == f"http://{rendered['mon_addr']}:9090/api/v1/write"
+    assert remote["url"] == f"https://{rendered['mon_addr']}:9090/api/v1/write"
+    password = (rendered["cache"] / "credentials/prometheus_web_password").read_text().split()[0]
+    assert remote["basic_auth"] == {"username": "sumflow", "password_file": "/etc/tempo/prometheus.password"}
+    assert password not in (rendered["out"] / rendered["mon"] / "tempo.yml").read_text()
+    assert remote["tls_config"] == {"ca": (rendered["root"] / "controller-pki/ca.crt").read_text().strip()}
     assert "span-metrics" in tempo["overrides"]["defaults"]["metrics_generator"]["processors"]
     assert tempo["usage_report"]["reporting_enabled"] is False
 

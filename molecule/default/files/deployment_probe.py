@@ -1,13 +1,13 @@
 """Checks the Molecule verify step runs FROM THE CONTROLLER against the deployed hosts' addresses.
 
-    deployment_probe.py flow --adder HOST:PORT --accumulator http://HOST:PORT [TLS] [--timeout S]
+    deployment_probe.py flow --adder HOST:PORT --accumulator https://HOST:PORT [TLS] [--timeout S]
         One AddNumbers call over gRPC must raise GET /api/total by exactly first + second, once:
         the total reaches the expected value, a retry with the same request_id is answered as a
         duplicate with the same result, and the total does not move again.
     deployment_probe.py refused --adder HOST:PORT [TLS]
         The adder refuses this client: AddNumbers over plaintext (no --ca) or with the given TLS
         settings ends in UNAVAILABLE (the TLS handshake failed), not in an answer.
-    deployment_probe.py stream --adder HOST:PORT --accumulator http://HOST:PORT --until-file F [TLS]
+    deployment_probe.py stream --adder HOST:PORT --accumulator https://HOST:PORT --until-file F [TLS]
         AddNumbers calls one after another until file F exists (at most --max-seconds), each retried
         with its request_id on UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED, as a client riding out a
         rolling restart does (docs/operations.md: a call that reaches the adder in the instant it
@@ -16,7 +16,8 @@
     deployment_probe.py served-cert --adder HOST:PORT --ca FILE --expect-cert FILE
         The certificate the adder presents in a TLS handshake (checked against the CA and the
         address) is exactly the one in FILE: it serves the certificate that was issued last.
-    TLS: --ca FILE (verify the adder against this CA) [--cert FILE --key FILE] (client certificate)
+    TLS: --ca FILE (verify the adder, and an https accumulator, against this CA) [--cert FILE --key FILE]
+        (client certificate)
     deployment_probe.py topics --bootstrap HOST:PORT --topic NAME=PARTITIONS ... [KAFKA LOGIN]
         Every topic exists with exactly that many partitions, each with a leader.
     deployment_probe.py kafka-refusals --bootstrap HOST:PORT --topic NAME KAFKA LOGIN
@@ -25,8 +26,10 @@
         event to NAME; the topic's end offsets, read with the login, did not move.
 KAFKA LOGIN: --ca FILE --user NAME --password-file FILE (SASL_SSL with SCRAM-SHA-512, the host name
 checked against the broker's certificate); without it, PLAINTEXT.
-    deployment_probe.py targets --prometheus http://HOST:PORT --expect N [--timeout S]
+    deployment_probe.py targets --prometheus URL --expect N [--timeout S] [PROMETHEUS LOGIN]
         Prometheus has at least N active scrape targets, every one of them up.
+PROMETHEUS LOGIN: --ca FILE --user NAME --password-file FILE (https checked against the CA, HTTP basic
+auth); without it, plain http and no authentication.
 
 Runs with the controller's Python (the repo venv: grpcio, kafka-python and the sumflow stubs).
 Prints one JSON line with what it saw; exits non-zero with the reason on any mismatch.
@@ -35,6 +38,7 @@ Prints one JSON line with what it saw; exits non-zero with the reason on any mis
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import random
@@ -69,17 +73,26 @@ class ProbeError(Exception):
     """The deployment does not behave as required."""
 
 
-def _get_json(url: str, timeout: float) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our own http:// URL)
+def _get_json(url: str, timeout: float, login: dict[str, Any] | None = None, ca: Path | None = None) -> dict[str, Any]:
+    """GET url as JSON; an https URL is checked against `ca`; with `login` ({"ca", "user", "password"})
+    over https checked against its CA, with HTTP basic auth."""
+    request = urllib.request.Request(url)  # noqa: S310 (our own URL)
+    context = ssl.create_default_context(cafile=str(ca)) if ca is not None and url.startswith("https:") else None
+    if login:
+        token = base64.b64encode(f"{login['user']}:{login['password']}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        context = ssl.create_default_context(cafile=login["ca"])
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310 (our own URL)
         return json.loads(response.read())
 
 
-def _read_total(accumulator: str, deadline: float) -> dict[str, Any]:
-    """GET /api/total, retrying until the accumulator answers (it may still be starting)."""
+def _read_total(accumulator: str, deadline: float, ca: Path | None) -> dict[str, Any]:
+    """GET /api/total (https: checked against the CA), retrying until the accumulator answers (it may
+    still be starting)."""
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            return _get_json(f"{accumulator}/api/total", timeout=5)
+            return _get_json(f"{accumulator}/api/total", timeout=5, ca=ca)
         except OSError as exc:
             last_error = exc
             time.sleep(1)
@@ -116,15 +129,15 @@ def _add(
             time.sleep(pause)
 
 
-def _wait_total(accumulator: str, expected: int, deadline: float) -> dict[str, Any]:
-    seen = _read_total(accumulator, deadline)
+def _wait_total(accumulator: str, expected: int, deadline: float, ca: Path | None) -> dict[str, Any]:
+    seen = _read_total(accumulator, deadline, ca)
     while seen["total"] != expected:
         if seen["total"] > expected:
             raise ProbeError(f"total overshot: {seen} (expected {expected})")
         if time.monotonic() > deadline:
             raise ProbeError(f"total is {seen['total']}, expected {expected} at the deadline")
         time.sleep(0.5)
-        seen = _read_total(accumulator, deadline)
+        seen = _read_total(accumulator, deadline, ca)
     return seen
 
 
@@ -135,7 +148,7 @@ def _request() -> sum_pb2.AddNumbersRequest:
 
 def probe_flow(adder: str, accumulator: str, tls: Tls, timeout: float, settle: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    before = _read_total(accumulator, deadline)
+    before = _read_total(accumulator, deadline, tls[0])
     request = _request()
     first, second = request.first_number, request.second_number
     with _channel(adder, *tls) as channel:
@@ -144,12 +157,12 @@ def probe_flow(adder: str, accumulator: str, tls: Tls, timeout: float, settle: f
         if reply.result != first + second or reply.request_id != request.request_id:
             raise ProbeError(f"wrong reply {reply} for {first} + {second}")
         expected = before["total"] + first + second
-        after = _wait_total(accumulator, expected, deadline)
+        after = _wait_total(accumulator, expected, deadline, tls[0])
         retry, _ = _add(stub, request, deadline)
         if not retry.duplicate or retry.result != reply.result:
             raise ProbeError(f"a retry of the same request_id was not a duplicate: {retry}")
     time.sleep(settle)
-    final = _read_total(accumulator, deadline)
+    final = _read_total(accumulator, deadline, tls[0])
     if final["total"] != expected:
         raise ProbeError(f"total moved after the duplicate: {final} (expected {expected})")
     return {"before": before, "added": [first, second], "after": after, "final": final, "tls": tls[0] is not None}
@@ -190,7 +203,7 @@ def probe_stream(
 ) -> dict[str, Any]:
     """Calls until until_file exists; every call answered (after retries) and counted exactly once."""
     stop_at = time.monotonic() + max_seconds
-    before = _read_total(accumulator, time.monotonic() + timeout)
+    before = _read_total(accumulator, time.monotonic() + timeout, tls[0])
     calls = retried_calls = retries = duplicates = 0
     added = 0
     slowest = 0.0
@@ -212,7 +225,7 @@ def probe_stream(
             retried_calls += tries > 0
             retries += tries
             duplicates += reply.duplicate
-    after = _wait_total(accumulator, before["total"] + added, time.monotonic() + timeout)
+    after = _wait_total(accumulator, before["total"] + added, time.monotonic() + timeout, tls[0])
     return {
         "calls": calls,
         "calls_retried": retried_calls,
@@ -308,11 +321,12 @@ def probe_topics(bootstrap: str, expected: dict[str, int], timeout: float, login
         admin.close()
 
 
-def probe_targets(prometheus: str, expect: int, timeout: float) -> dict[str, Any]:
+def probe_targets(prometheus: str, expect: int, timeout: float, login: dict[str, Any] | None) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            active = _get_json(f"{prometheus}/api/v1/targets?state=active", timeout=5)["data"]["activeTargets"]
+            url = f"{prometheus}/api/v1/targets?state=active"
+            active = _get_json(url, timeout=5, login=login)["data"]["activeTargets"]
         except OSError as exc:
             active, error = [], str(exc)
         else:
@@ -330,6 +344,19 @@ def probe_targets(prometheus: str, expect: int, timeout: float) -> dict[str, Any
         if time.monotonic() > deadline:
             raise ProbeError(f"{len(health)} targets (expected at least {expect}), not up: {down} {error}")
         time.sleep(2)
+
+
+def _web_login(
+    parser: argparse.ArgumentParser, ca: str | None, user: str | None, password_file: str | None
+) -> dict[str, Any] | None:
+    """The PROMETHEUS LOGIN options: all three or none."""
+    given = [ca, user, password_file]
+    if not any(given):
+        return None
+    if not all(given):
+        parser.error("--ca, --user and --password-file go together")
+    assert password_file is not None
+    return {"ca": ca, "user": user, "password": Path(password_file).read_text().split()[0]}
 
 
 def _topic_spec(text: str) -> tuple[str, int]:
@@ -362,6 +389,17 @@ def _kafka_commands(commands: Any) -> None:
         command.add_argument("--password-file")
 
 
+def _targets_command(commands: Any) -> None:
+    """The `targets` subcommand, with the PROMETHEUS LOGIN options."""
+    targets = commands.add_parser("targets")
+    targets.add_argument("--prometheus", required=True, help="base URL of Prometheus")
+    targets.add_argument("--expect", type=int, required=True, help="fewest active targets")
+    targets.add_argument("--timeout", type=float, default=120.0)
+    targets.add_argument("--ca", help="CA file: https checked against it, with --user and --password-file")
+    targets.add_argument("--user", help="HTTP basic-auth user")
+    targets.add_argument("--password-file", help="file holding its password")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -386,10 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--timeout", type=float, default=120.0, help="deadline of one call's retries, and of the total")
     _tls_options(stream)
     _kafka_commands(commands)
-    targets = commands.add_parser("targets")
-    targets.add_argument("--prometheus", required=True, help="base URL of Prometheus")
-    targets.add_argument("--expect", type=int, required=True, help="fewest active targets")
-    targets.add_argument("--timeout", type=float, default=120.0)
+    _targets_command(commands)
     args = parser.parse_args(argv)
     tls: Tls = (getattr(args, "ca", None), getattr(args, "cert", None), getattr(args, "key", None))
     if (tls[1] is None) != (tls[2] is None) or (tls[1] is not None and tls[0] is None):
@@ -411,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
             )
         elif args.command == "targets":
-            result = probe_targets(args.prometheus, args.expect, args.timeout)
+            result = probe_targets(
+                args.prometheus, args.expect, args.timeout, _web_login(parser, args.ca, args.user, args.password_file)
+            )
         elif args.command == "kafka-refusals":
             intruder = _login(args.ca, args.intruder, args.intruder_password_file)
             result = probe_kafka_refusals(

@@ -1,0 +1,1 @@
+../../exporter_web/filter_plugins/exporter_web_bcrypt.py

@@ -1,0 +1,368 @@
+"""The accumulator's REST API behind HAProxy, configured by the real roles, in front of a real accumulator.
+
+The real ansible-playbook runs, on this machine (one accumulator host `app` at 127.0.0.1, local
+connection): roles/pki (the CA and the host certificate on the controller), then roles/sumflow's
+accumulator.env template and its rest_proxy.yml, which includes roles/haproxy with the sumflow
+frontend, backend and userlist: the role's preflight, argument specs and configure tasks (TLS files,
+haproxy.cfg validated by `haproxy -c`, the systemd drop-in), every path under a temporary directory.
+The role's handlers are stand-ins (nothing touches this machine's haproxy.service).
+
+Then Debian's haproxy runs the rendered haproxy.cfg on a loopback port in front of a real accumulator
+(on a real broker) that listens where the rendered accumulator.env says: the REST API answers over TLS
+checked against the controller's CA, plaintext on the TLS port gets no answer, /metrics without the
+password (or with a wrong one, or spelled otherwise) gets 401, and with Prometheus' scrape password
+(the controller file roles/prometheus and roles/node_exporter read) 200. The documented clients
+(`sumflow --ca`, `curl --cacert`) and Molecule's deployment probe (`flow`, with a real TLS adder on the
+same broker) read the total through it.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from kafka import KafkaProducer
+
+from harness.kafka import KafkaBroker, unique_topic
+from harness.ports import free_port, port_open
+from harness.processes import AccumulatorProcess, AdderProcess, CommandProcess
+from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, REPO, run_playbook
+from tests.fixtures.event_records import event_value
+from tests.fixtures.haproxy_role import ROLE, haproxy_paths, link_haproxy_role
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
+DEBIAN_UNIT = Path("/lib/systemd/system/haproxy.service")
+HOST = "app"
+
+
+def _build_project(root: Path) -> Path:
+    """roles/ with pki and haproxy (tests/fixtures/haproxy_role.py) and render_sumflow (sumflow's defaults,
+    vars and templates, its rest_proxy.yml)."""
+    roles = root / "roles"
+    roles.mkdir()
+    link_haproxy_role(roles)
+    sumflow = roles / "render_sumflow"
+    (sumflow / "tasks").mkdir(parents=True)
+    for sub in ("defaults", "vars", "templates"):
+        (sumflow / sub).symlink_to(REPO / "roles/sumflow" / sub, target_is_directory=True)
+    tasks = [
+        {"name": "out", "ansible.builtin.file": {"path": "{{ render_dir }}", "state": "directory", "mode": "0755"}},
+        {
+            "name": "accumulator.env",
+            "ansible.builtin.template": {
+                "src": "accumulator.env.j2",
+                "dest": "{{ render_dir }}/accumulator.env",
+                "mode": "0644",
+            },
+        },
+        {"name": "the REST proxy", "ansible.builtin.import_tasks": str(REPO / "roles/sumflow/tasks/rest_proxy.yml")},
+    ]
+    (sumflow / "tasks/main.yml").write_text(yaml.safe_dump(tasks, sort_keys=False))
+    playbook = root / "playbook.yml"
+    play = {"name": "rest over tls", "hosts": "accumulator", "gather_facts": False, "roles": ["pki", "render_sumflow"]}
+    playbook.write_text(yaml.safe_dump([play], sort_keys=False))
+    return playbook
+
+
+@dataclass(frozen=True)
+class Rendered:
+    root: Path
+    front: int
+    back: int
+    first_output: str
+
+    @property
+    def config(self) -> Path:
+        return self.root / "haproxy/haproxy.cfg"
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "controller-pki/ca.crt"
+
+    @property
+    def scrape_password(self) -> str:
+        """The controller file Prometheus' scrape.password comes from (roles/prometheus defaults)."""
+        return (self.root / "controller-cache/credentials/node_exporter_web_password").read_text().split()[0]
+
+    def env(self) -> dict[str, str]:
+        lines = (self.root / "out/accumulator.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_playbook(
+            self.root / "hosts.yml",
+            self.root / "playbook.yml",
+            json.loads((self.root / "extra.json").read_text()),
+            *args,
+            tmp=self.root,
+            roles_path=self.root / "roles",
+        )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    root = tmp_path_factory.mktemp("rest-tls")
+    front, back = free_port(), free_port()
+    _build_project(root)
+    inventory = {"all": {"children": {"accumulator": {"hosts": {HOST: {"ansible_host": "127.0.0.1"}}}}}}
+    (root / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    extra = {
+        **LOCAL_CONNECTION,
+        "render_dir": str(root / "out"),
+        "sumflow_controller_cache": str(root / "controller-cache"),
+        "sumflow_grafana_stack_enabled": False,
+        "pki_dir": str(root / "controller-pki"),
+        "sumflow_listen_host": "127.0.0.1",
+        "sumflow_http_port": front,
+        "sumflow_http_backend_port": back,
+        **haproxy_paths(root / "haproxy"),
+    }
+    (root / "extra.json").write_text(json.dumps(extra))
+    (root / "haproxy").mkdir()
+    setup = Rendered(root, front, back, "")
+    first = setup.run("-v", "--diff")
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+    return Rendered(root, front, back, first.stdout + first.stderr)
+
+
+@dataclass(frozen=True)
+class Proxied:
+    topic: str
+    accumulator: AccumulatorProcess
+
+    def direct_total(self) -> int:
+        """The total read from the accumulator itself (its backend port), past the proxy."""
+        return self.accumulator.total()["total"]
+
+
+@pytest.fixture(scope="module")
+def proxied(
+    rendered: Rendered, kafka_broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proxied]:
+    """The accumulator on the rendered backend address (20 events applied), HAProxy in front."""
+    work = tmp_path_factory.mktemp("rest-tls-run")
+    topic = kafka_broker.create_topic(unique_topic("rest-tls"), partitions=1, replication=1)
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
+    expected = 0
+    for i in range(20):
+        producer.send(topic, value=event_value(str(uuid.uuid4()), i, 5))
+        expected += i + 5
+    producer.flush(30)
+    producer.close(5)
+    accumulator = AccumulatorProcess.for_broker(
+        kafka_broker.bootstrap,
+        topic,
+        work / "accumulator",
+        SUMFLOW_HTTP_LISTEN=rendered.env()["SUMFLOW_HTTP_LISTEN"],
+        SUMFLOW_HTTP_THREADS="2",
+    )
+    haproxy = CommandProcess(
+        "haproxy", [HAPROXY, "-db", "-f", rendered.config], work / "haproxy", lambda: port_open(rendered.front)
+    )
+    with accumulator.running(timeout=180), haproxy.running():
+        assert accumulator.wait_applied(20)["total"] == expected
+        yield Proxied(topic, accumulator)
+
+
+def _tls_context(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def _get(rendered: Rendered, path: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    request = urllib.request.Request(f"https://127.0.0.1:{rendered.front}{path}")
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=_tls_context(rendered.ca)) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def test_the_rendered_config_passes_haproxy_check_and_hides_the_password(rendered: Rendered) -> None:
+    proc = subprocess.run([HAPROXY, "-c", "-f", str(rendered.config)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = rendered.config.read_text()
+    assert rendered.scrape_password not in text and rendered.scrape_password not in rendered.first_output
+    (user_line,) = re.findall(r"^\s*user prometheus password (\S+)$", text, re.MULTILINE)
+    assert user_line.startswith("$2b$06$"), user_line
+    assert f"bind 127.0.0.1:{rendered.front} ssl crt {rendered.root}/haproxy/tls/tls.crt alpn h2,http/1.1" in text
+    assert f"server accumulator 127.0.0.1:{rendered.back}" in text
+    assert oct((rendered.root / "haproxy/tls/tls.key").stat().st_mode & 0o777) == "0o600"
+    assert os.readlink(rendered.root / "haproxy/tls/tls.crt.key") == "tls.key"
+
+
+def test_the_accumulator_listens_on_the_backend_address_only(rendered: Rendered) -> None:
+    assert rendered.env()["SUMFLOW_HTTP_LISTEN"] == f"127.0.0.1:{rendered.back}"
+
+
+def test_a_second_run_changes_nothing(rendered: Rendered) -> None:
+    again = rendered.run()
+    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-3000:]
+    recap = re.search(r"^app\s*:.*$", again.stdout, re.MULTILINE)
+    assert recap and re.search(r"changed=0\b", recap.group(0)), again.stdout[-3000:]
+
+
+def test_the_api_answers_over_tls_checked_against_the_ca(rendered: Rendered, proxied: Proxied) -> None:
+    status, body, _ = _get(rendered, "/api/total")
+    assert status == 200, body
+    assert json.loads(body)["total"] == proxied.direct_total()
+    for path in ("/healthz", "/readyz"):
+        assert _get(rendered, path)[0] == 200, path
+
+
+def test_the_documented_clients_read_the_total_with_the_ca(rendered: Rendered, proxied: Proxied) -> None:
+    """`sumflow total --accumulator https://... --ca` and `curl --cacert` (docs/security.md)."""
+    url = f"https://127.0.0.1:{rendered.front}"
+    cli = [str(Path(sys.executable).with_name("sumflow")), "total", "--accumulator", url, "--ca", str(rendered.ca)]
+    proc = subprocess.run([*cli, "--json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["total"] == proxied.direct_total()
+    curl = ["curl", "-sS", "--fail", "--cacert", str(rendered.ca), f"{url}/api/total"]
+    proc = subprocess.run(curl, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["total"] == proxied.direct_total()
+    curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(rendered.ca), f"{url}/metrics"]
+    assert subprocess.run(curl, capture_output=True, text=True, timeout=60).stdout == "401"
+
+
+def test_sumflow_status_reads_readiness_through_the_proxy_but_not_the_metrics(
+    rendered: Rendered, proxied: Proxied
+) -> None:
+    """As docs/security.md says: ready from the public /readyz, lag and version unknown (/metrics: 401)."""
+    url = f"https://127.0.0.1:{rendered.front}"
+    argv = [str(Path(sys.executable).with_name("sumflow")), "status", "--accumulator", url, "--ca", str(rendered.ca)]
+    adder = f"127.0.0.1:{free_port()}"  # nothing listens: the adder's part fails, the accumulator's is read
+    proc = subprocess.run([*argv, "--adder", adder, "--json"], capture_output=True, text=True, timeout=120)
+    accumulator = json.loads(proc.stdout)["accumulator"]
+    assert accumulator["healthy"] and accumulator["ready"], accumulator
+    assert accumulator["version"] is None and accumulator["consumer_lag"] == {}, accumulator
+    assert accumulator["error"] == f"metrics: GET {url}/metrics: HTTP 401", accumulator
+
+
+def test_a_client_without_the_ca_is_refused(rendered: Rendered, proxied: Proxied) -> None:
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(
+            f"https://127.0.0.1:{rendered.front}/api/total", timeout=10, context=ssl.create_default_context()
+        )
+
+
+def test_plaintext_http_on_the_tls_port_gets_no_answer(rendered: Rendered, proxied: Proxied) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", rendered.front, timeout=10)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine)):
+        connection.request("GET", "/api/total")
+        connection.getresponse()
+    connection.close()
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/%6Detrics", "//metrics", "/metrics/", "/"])
+def test_metrics_without_the_password_get_401(rendered: Rendered, proxied: Proxied, path: str) -> None:
+    status, body, headers = _get(rendered, path)
+    assert status == 401, (path, body[:200])
+    assert headers.get("www-authenticate") == 'Basic realm="sumflow"'
+    assert _get(rendered, path, ("prometheus", rendered.scrape_password + "x"))[0] == 401
+    assert _get(rendered, path, ("admin", rendered.scrape_password))[0] == 401
+
+
+@pytest.mark.parametrize("path", ["/api/../metrics", "/api/%2e%2e/metrics", "/api/./total"])
+def test_dot_segments_are_refused_even_with_the_password(rendered: Rendered, proxied: Proxied, path: str) -> None:
+    assert _get(rendered, path)[0] == 400, path
+    assert _get(rendered, path, ("prometheus", rendered.scrape_password))[0] == 400, path
+
+
+def test_metrics_with_prometheus_scrape_password_get_200(rendered: Rendered, proxied: Proxied) -> None:
+    status, body, _ = _get(rendered, "/metrics", ("prometheus", rendered.scrape_password))
+    assert status == 200, body[:300]
+    assert b"sumflow_accumulator_ready" in body
+
+
+@pytest.fixture(scope="module")
+def dropin(rendered: Rendered) -> Path:
+    """The role's drop-in rendered by ansible-playbook with the role's defaults (User=haproxy) and the
+    sumflow frontend on port 8080."""
+    root = rendered.root / "unit"
+    render = root / "roles/render_haproxy_unit"
+    (render / "tasks").mkdir(parents=True)
+    for sub in ("defaults", "templates"):
+        (render / sub).symlink_to(ROLE / sub, target_is_directory=True)
+    task = {
+        "name": "drop-in",
+        "ansible.builtin.template": {"src": "hardening.conf.j2", "dest": str(root / "hardening.conf"), "mode": "0644"},
+    }
+    (render / "tasks/main.yml").write_text(yaml.safe_dump([task]))
+    play = [{"name": "unit", "hosts": "accumulator", "gather_facts": False, "roles": ["render_haproxy_unit"]}]
+    (root / "playbook.yml").write_text(yaml.safe_dump(play))
+    extra = {**LOCAL_CONNECTION, "haproxy_frontends": [{"name": "rest", "bind": "0.0.0.0:8080", "backend": "b"}]}
+    proc = run_playbook(rendered.root / "hosts.yml", root / "playbook.yml", extra, tmp=root, roles_path=root / "roles")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    return root / "hardening.conf"
+
+
+def test_the_hardened_unit_runs_as_haproxy_without_capabilities(dropin: Path) -> None:
+    lines = dropin.read_text().splitlines()
+    assert "User=haproxy" in lines and "CapabilityBoundingSet=" in lines
+    assert not any(line.startswith("AmbientCapabilities") for line in lines)
+
+
+def test_the_hardened_unit_scores_at_most_2_0(dropin: Path, tmp_path: Path) -> None:
+    """Debian's haproxy.service with the role's drop-in, scored offline like the units we ship."""
+    unit = tmp_path / "haproxy.service"
+    unit.write_text(DEBIAN_UNIT.read_text().replace("[Install]", dropin.read_text() + "\n[Install]"))
+    proc = subprocess.run(
+        [SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
+    assert found, proc.stdout[-2000:] + proc.stderr
+    assert float(found.group(1)) <= 2.0, proc.stdout[-4000:]
+
+
+def test_the_deployment_probe_flow_reads_the_total_over_tls(
+    rendered: Rendered, proxied: Proxied, kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """molecule/default/files/deployment_probe.py flow, as Molecule verify runs it: one AddNumbers call to a
+    TLS adder (the host certificate the role installed) raises the total read through the proxy over
+    https, checked against the same CA, by exactly its sum, once."""
+    tls = rendered.root / "haproxy/tls"
+    adder = AdderProcess.for_broker(
+        kafka_broker.bootstrap,
+        proxied.topic,
+        tmp_path / "adder",
+        SUMFLOW_GRPC_TLS_CERT=str(tls / "tls.crt"),
+        SUMFLOW_GRPC_TLS_KEY=str(tls / "tls.key"),
+    )
+    adder.credentials = grpc.ssl_channel_credentials(root_certificates=rendered.ca.read_bytes())
+    probe = [
+        sys.executable,
+        str(REPO / "molecule/default/files/deployment_probe.py"),
+        "flow",
+        f"--adder={adder.target}",
+        f"--accumulator=https://127.0.0.1:{rendered.front}",
+        f"--ca={rendered.ca}",
+        "--timeout=120",
+    ]
+    with adder.running(timeout=180):
+        proc = subprocess.run(probe, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["final"]["total"] == result["before"]["total"] + sum(result["added"]), result
+    assert result["final"]["total"] == proxied.direct_total()
