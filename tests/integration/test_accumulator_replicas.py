@@ -7,12 +7,14 @@ produces invalid records to the DLQ, the other skips them the same way without p
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 
 import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
+from harness.kafka import ensure_jars, java_binary
 from harness.processes import AccumulatorProcess, ServiceError
 from tests.fixtures.event_records import event_value
 
@@ -139,6 +141,28 @@ def test_two_replicas_hold_the_same_exact_total_one_dlq_copy_and_their_own_group
             assert {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == topic} == ends, group
     finally:
         admin.close()
+    # and Kafka's own tool, as docs/operations.md has an operator run it: one row per partition, lag 0
+    for group in groups.values():
+        assert _describe_group(bootstrap, group, topic) == {p: (end, end, 0) for p, end in ends.items()}
+
+
+def _describe_group(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int, int]]:
+    """{partition: (CURRENT-OFFSET, LOG-END-OFFSET, LAG)} from `ConsumerGroupCommand --describe`."""
+    tool = [java_binary(), "-cp", f"{ensure_jars()}/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"]
+    described = subprocess.run(
+        [*tool, "--bootstrap-server", bootstrap, "--describe", "--group", group],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert described.returncode == 0, described.stdout + described.stderr
+    rows = {}
+    for line in described.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[0] == group and fields[1] == topic:
+            rows[int(fields[2])] = (int(fields[3]), int(fields[4]), int(fields[5]))
+    return rows
 
 
 def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
