@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from harness.kafka import ensure_jars, java_binary
 from harness.processes import AccumulatorProcess, ServiceError
+from harness.topics import read_records
 from tests.fixtures.event_records import event_value
 
 pytestmark = pytest.mark.timeout(600)
@@ -33,26 +34,6 @@ def _invalid_records(rid: str) -> list[bytes | None]:
         event_value(rid, 1, 2, result=4),
         None,
     ]
-
-
-def _read_all(bootstrap: str, topic: str, partitions: int) -> list:
-    """Every record of `topic`, read from the beginning up to the end offsets as they are now."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        records = []
-        for _ in range(600):  # bounded: 600 polls of at most 0.2 s
-            if all(consumer.position(tp) >= ends[tp] for tp in tps):
-                break
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-        assert all(consumer.position(tp) >= ends[tp] for tp in tps), "the topic was not read to its end"
-        return records
-    finally:
-        consumer.close()
 
 
 def _log_messages(process: AccumulatorProcess, message: str) -> list[dict]:
@@ -113,7 +94,7 @@ def test_two_replicas_hold_the_same_exact_total_one_dlq_copy_and_their_own_group
                 replica.kill()
 
     # the DLQ holds exactly one copy of each invalid record: the writer's
-    copies = _read_all(bootstrap, dlq, 1)
+    copies = read_records(bootstrap, dlq)
     positions = sorted(
         (int(dict(r.headers)["dlq.source.partition"]), int(dict(r.headers)["dlq.source.offset"])) for r in copies
     )
