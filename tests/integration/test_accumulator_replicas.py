@@ -123,23 +123,29 @@ def test_two_replicas_hold_the_same_exact_total_one_dlq_copy_and_their_own_group
     finally:
         admin.close()
     # and Kafka's own tool, as docs/operations.md has an operator run it: one row per partition, lag 0
+    assert set(groups.values()) <= set(_group_command(bootstrap, "--list").split())
     for group in groups.values():
         assert _describe_group(bootstrap, group, topic) == {p: (end, end, 0) for p, end in ends.items()}
+    # a removed replica's group is deleted the same way (the replicas hold no membership)
+    _group_command(bootstrap, "--delete", "--group", groups["reader"])
+    remaining = _group_command(bootstrap, "--list").split()
+    assert groups["writer"] in remaining and groups["reader"] not in remaining
+
+
+def _group_command(bootstrap: str, *args: str) -> str:
+    """stdout of Kafka's `ConsumerGroupCommand --bootstrap-server BOOTSTRAP ARGS...` (the cached jars)."""
+    tool = [java_binary(), "-cp", f"{ensure_jars()}/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"]
+    done = subprocess.run(
+        [*tool, "--bootstrap-server", bootstrap, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def _describe_group(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int, int]]:
     """{partition: (CURRENT-OFFSET, LOG-END-OFFSET, LAG)} from `ConsumerGroupCommand --describe`."""
-    tool = [java_binary(), "-cp", f"{ensure_jars()}/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"]
-    described = subprocess.run(
-        [*tool, "--bootstrap-server", bootstrap, "--describe", "--group", group],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert described.returncode == 0, described.stdout + described.stderr
     rows = {}
-    for line in described.stdout.splitlines():
+    for line in _group_command(bootstrap, "--describe", "--group", group).splitlines():
         fields = line.split()
         if len(fields) >= 6 and fields[0] == group and fields[1] == topic:
             rows[int(fields[2])] = (int(fields[3]), int(fields[4]), int(fields[5]))
