@@ -4,7 +4,7 @@
     broker = SecureKafkaBroker(tmp_path / "kafka", pki, users=("adder", "accumulator", "nobody"))
     broker.start()                       # formatted with every user's SCRAM credentials, then ready
     broker.create_topic("summation")     # as the admin (the only super user)
-    broker.grant(sumflow_acls("adder", "accumulator", "summation", "summation.dlq", "g"))
+    broker.grant(sumflow_acls("adder", "accumulator", "summation", "summation.dlq", "g-"))
     broker.client_config("adder")        # kafka-python kwargs: SASL_SSL, SCRAM-SHA-512, the CA
     broker.password_file("adder")        # the 0600 file SUMFLOW_KAFKA_SASL_PASSWORD_FILE points at
 
@@ -66,12 +66,20 @@ def secure_listener_properties(
     }
 
 
-def sumflow_acls(adder: str, accumulator: str, topic: str, dlq_topic: str, group: str) -> list[Any]:
-    """Least privilege: the adder writes `topic`; the accumulator reads it, uses `group`, writes the DLQ."""
-    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+def sumflow_acls(adder: str, accumulator: str, topic: str, dlq_topic: str, group_prefix: str) -> list[Any]:
+    """Least privilege, as roles/kafka's kafka_acls: the adder writes `topic`; the accumulator reads it,
+    uses every group whose name starts with `group_prefix` (one per replica), writes the DLQ."""
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+    )
 
-    def allow(user: str, operation: Any, kind: Any, name: str) -> Any:
-        return ACL(f"User:{user}", "*", operation, ACLPermissionType.ALLOW, ResourcePattern(kind, name))
+    def allow(user: str, operation: Any, kind: Any, name: str, pattern: Any = ACLResourcePatternType.LITERAL) -> Any:
+        return ACL(f"User:{user}", "*", operation, ACLPermissionType.ALLOW, ResourcePattern(kind, name, pattern))
 
     return [
         allow(adder, ACLOperation.WRITE, ResourceType.TOPIC, topic),
@@ -79,7 +87,7 @@ def sumflow_acls(adder: str, accumulator: str, topic: str, dlq_topic: str, group
         allow(adder, ACLOperation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, "kafka-cluster"),
         allow(accumulator, ACLOperation.READ, ResourceType.TOPIC, topic),
         allow(accumulator, ACLOperation.DESCRIBE, ResourceType.TOPIC, topic),
-        allow(accumulator, ACLOperation.READ, ResourceType.GROUP, group),
+        allow(accumulator, ACLOperation.READ, ResourceType.GROUP, group_prefix, ACLResourcePatternType.PREFIXED),
         allow(accumulator, ACLOperation.WRITE, ResourceType.TOPIC, dlq_topic),
         allow(accumulator, ACLOperation.DESCRIBE, ResourceType.TOPIC, dlq_topic),
     ]

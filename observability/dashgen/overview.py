@@ -16,6 +16,7 @@ from dashgen.queries import (
     per_service,
     quantile,
     rate_sum,
+    replicas_rate,
 )
 
 UID = "sumflow-overview"
@@ -58,8 +59,8 @@ ROWS = (
             Panel(
                 STAT,
                 "Consumer lag",
-                "Records on the topic not yet applied, all partitions.",
-                [Query("sum(sumflow_accumulator_consumer_lag)")],
+                "Records on the topic not yet applied, all partitions, by the accumulator replica furthest behind.",
+                [Query("max(sum by (instance) (sumflow_accumulator_consumer_lag))")],
                 "short",
             ),
             Panel(
@@ -133,11 +134,12 @@ ROWS = (
             Panel(
                 SERIES,
                 "Events applied / s",
-                "Events added to the total, and events dropped as duplicates or skipped as redeliveries.",
+                "Events added to the total, and events dropped as duplicates or skipped as redeliveries "
+                "(each accumulator replica applies every event: the fastest replica's rate).",
                 [
-                    Query(rate_sum("sumflow_accumulator_events_applied_total"), legend="applied"),
-                    Query(rate_sum("sumflow_accumulator_duplicates_dropped_total"), legend="duplicates dropped"),
-                    Query(rate_sum("sumflow_accumulator_redeliveries_total"), legend="redeliveries skipped"),
+                    Query(replicas_rate("sumflow_accumulator_events_applied_total"), legend="applied"),
+                    Query(replicas_rate("sumflow_accumulator_duplicates_dropped_total"), legend="duplicates dropped"),
+                    Query(replicas_rate("sumflow_accumulator_redeliveries_total"), legend="redeliveries skipped"),
                 ],
                 "ops",
             ),
@@ -158,8 +160,9 @@ ROWS = (
             Panel(
                 SERIES,
                 "DLQ rate",
-                "Invalid events sent to the dead-letter topic per second, by reason. Alert: any.",
-                [Query(rate_sum("sumflow_accumulator_dlq_events_total", by="reason"), legend="{{reason}}")],
+                "Invalid events per second, by reason (every replica skips each; the DLQ writer sends it to the "
+                "dead-letter topic once). Alert: any.",
+                [Query(replicas_rate("sumflow_accumulator_dlq_events_total", by="reason"), legend="{{reason}}")],
                 "ops",
             ),
             Panel(

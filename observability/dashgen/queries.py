@@ -21,6 +21,13 @@ def rate_sum(metric: str, by: str = "", selector: str = "") -> str:
     return f"sum{group} (rate({metric}{selector}[{RATE}]))"
 
 
+def replicas_rate(metric: str, by: str = "") -> str:
+    """The rate of a stream every accumulator replica sees in full (each reads every partition): the
+    fastest replica's, not their sum, which would count each event once per replica."""
+    group = f" by ({by})" if by else ""
+    return f"max{group} (rate({metric}[{RATE}]))"
+
+
 def quantile(q: float, bucket_metric: str, by: str = "") -> str:
     labels = f"{by}, le" if by else "le"
     return f"histogram_quantile({q}, sum by ({labels}) (rate({bucket_metric}[{RATE}])))"

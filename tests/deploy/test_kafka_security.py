@@ -32,14 +32,14 @@ from typing import Any
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
 
 from harness.kafka import KraftNode, java_binary, libs_dir, new_cluster_id, wait_ready
 from harness.pki import TestPki
 from harness.ports import free_port
 from harness.processes import AccumulatorProcess, AdderProcess, ServiceError
-from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, run_playbook
+from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, role_with_real_parts, run_playbook
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -95,19 +95,6 @@ class Deployment:
     def env_file(self, service: str) -> dict[str, str]:
         lines = (self.etc_sumflow / f"{service}.env").read_text().splitlines()
         return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-
-
-def _role(root: Path, name: str, real: Path, tasks: list[dict[str, Any]], task_files: tuple[str, ...] = ()) -> None:
-    """A throwaway role whose defaults, vars and templates ARE the real role's, with `tasks` as its main
-    and the real role's `task_files` beside them."""
-    role = root / "roles" / name
-    (role / "tasks").mkdir(parents=True)
-    for part in ("defaults", "vars", "templates"):
-        if (real / part).exists():
-            (role / part).symlink_to(real / part, target_is_directory=True)
-    (role / "tasks/main.yml").write_text(yaml.safe_dump(tasks, sort_keys=False))
-    for task_file in task_files:
-        (role / "tasks" / task_file).symlink_to(real / "tasks" / task_file)
 
 
 def _template(src: str, dest: str, mode: str = "0600") -> dict[str, Any]:
@@ -180,7 +167,7 @@ def _build(root: Path, pki: TestPki) -> dict[str, Any]:
         "sumflow_config_dir": str(etc_sumflow),
         "sumflow_kafka_port": port,
     }
-    _role(
+    role_with_real_parts(
         root,
         "render_kafka",
         KAFKA_ROLE,
@@ -203,7 +190,7 @@ def _build(root: Path, pki: TestPki) -> dict[str, Any]:
         ],
         task_files=("topics.yml", "access.yml"),
     )
-    _role(
+    role_with_real_parts(
         root,
         "render_sumflow",
         SUMFLOW_ROLE,
@@ -342,7 +329,8 @@ def test_the_services_count_exactly_with_the_role_users_and_acls(deployment: Dep
         "summation",
         tmp_path / "accumulator",
         dlq_topic="summation.dlq",
-        SUMFLOW_CONSUMER_GROUP="sumflow-accumulator",
+        # the replica's own group, as rendered: the role's PREFIXED group ACL must allow it
+        SUMFLOW_CONSUMER_GROUP=deployment.env_file("accumulator")["SUMFLOW_CONSUMER_GROUP"],
         **security["accumulator"],
     )
     adder = AdderProcess.for_broker(deployment.bootstrap, "summation", tmp_path / "adder", **security["adder"])
@@ -364,6 +352,17 @@ def test_the_services_count_exactly_with_the_role_users_and_acls(deployment: Dep
                 service.kill()
     assert _end_offset(deployment, "summation.dlq", partitions=1) == 1
     assert " is Denied operation" not in deployment.log_since(mark)
+    # the replica's position reached its own group (committed at the stop at the latest)
+    group = deployment.env_file("accumulator")["SUMFLOW_CONSUMER_GROUP"]
+    assert group == f"sumflow-accumulator-{HOST}"
+    admin_client = KafkaAdminClient(bootstrap_servers=deployment.bootstrap, **deployment.client("admin"))
+    try:
+        committed = admin_client.list_group_offsets(group)[group]
+    finally:
+        admin_client.close()
+    assert sum(o.offset for tp, o in committed.items() if tp.topic == "summation") == _end_offset(
+        deployment, "summation"
+    )
 
 
 def test_the_molecule_probe_sees_the_same_refusals(deployment: Deployment) -> None:

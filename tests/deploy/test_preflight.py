@@ -85,8 +85,28 @@ BAD_INPUTS = {
         "kafka",
         "kafka_acls: principal User:<name>",
     ),
+    "kafka acl pattern": (
+        {
+            "kafka_acls": [
+                {
+                    "principal": "User:sumflow-accumulator",
+                    "resource_type": "group",
+                    "name": "g-",
+                    "pattern_type": "prefix",
+                    "operations": ["Read"],
+                }
+            ]
+        },
+        "kafka",
+        "pattern_type literal or",
+    ),
     "sumflow ports": ({"sumflow_http_port": 50051}, "adder", "must be distinct ports"),
     "sumflow backend port": ({"sumflow_http_backend_port": 8080}, "accumulator", "must be distinct ports"),
+    "sumflow consumer group": (
+        {"sumflow_consumer_group": "sumflow-accumulator"},
+        "accumulator",
+        "must start with sumflow_consumer_group_prefix",
+    ),
     "sumflow watchdog": ({"sumflow_accumulator_watchdog_seconds": 0}, "accumulator", "must be whole seconds >= 1"),
     "sumflow paths": ({"sumflow_state_root": "var/lib/sumflow"}, "adder", "must be absolute paths"),
     "sumflow stop timeout": ({"sumflow_stop_timeout": 20}, "adder", "must exceed sumflow_drain_seconds"),

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka.errors import GroupAuthorizationFailedError, KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka.structs import OffsetAndMetadata
 
 from harness.kafka import unique_topic
 from harness.pki import TestPki
@@ -44,9 +45,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[S
 def topics(broker: SecureKafkaBroker) -> tuple[str, str, str]:
     topic = broker.create_topic(unique_topic("sum"))
     dlq = broker.create_topic(f"{topic}.dlq")
-    group = f"g-{topic}"
-    broker.grant(sumflow_acls("adder", "accumulator", topic, dlq, group))
-    return topic, dlq, group
+    # one group per accumulator replica under a prefix, as the roles deploy them
+    broker.grant(sumflow_acls("adder", "accumulator", topic, dlq, f"g-{topic}-"))
+    return topic, dlq, f"g-{topic}-app-1"
 
 
 def test_services_count_a_stream_exactly_as_least_privileged_users(
@@ -95,6 +96,31 @@ def test_services_count_a_stream_exactly_as_least_privileged_users(
         output = "\n".join(service.output_lines())
         assert broker.passwords[user] not in output
         assert "Authorization failed" not in output and "SaslAuthenticationFailed" not in output
+
+
+def test_the_accumulator_user_commits_to_groups_under_its_prefix_only(
+    broker: SecureKafkaBroker, topics: tuple[str, str, str]
+) -> None:
+    """A second replica's group is allowed without a new ACL; a group outside the prefix is not."""
+    topic = topics[0]
+    partition = TopicPartition(topic, 0)
+    for group, allowed in ((f"g-{topic}-app-2", True), (f"g-{topic}", False), (f"other-{topic}-", False)):
+        consumer = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            **broker.client_config("accumulator"),
+        )
+        try:
+            consumer.assign([partition])
+            if allowed:
+                consumer.commit({partition: OffsetAndMetadata(0, "", -1)})
+            else:
+                with pytest.raises(GroupAuthorizationFailedError):
+                    consumer.commit({partition: OffsetAndMetadata(0, "", -1)})
+        finally:
+            consumer.close(autocommit=False)
+    assert _committed(broker, f"g-{topic}-app-2", topic) == 0
 
 
 def test_a_plaintext_client_is_refused(broker: SecureKafkaBroker, topics: tuple[str, str, str]) -> None:

@@ -210,6 +210,40 @@ def test_dlq_failure_commits_nothing_then_recovers(tmp_path):
     assert dlq.sent == [(0, 1, "value is not valid JSON")]
 
 
+def test_a_replica_that_is_not_the_dlq_writer_skips_invalid_records_exactly_like_the_writer(tmp_path, caplog):
+    records = [
+        event(str(uuid.uuid4()), 1, 2),
+        b"{not json",
+        event(str(uuid.uuid4()), 10, 20),
+        orjson.dumps({"v": 1, "request_id": str(uuid.uuid4()), "first_number": 1}),
+        event(str(uuid.uuid4()), 100, 200),
+    ]
+    writer_log, reader_log, dlq = MemoryLog(partitions=2), MemoryLog(partitions=2), MemoryDlq()
+    for i, value in enumerate(records):
+        writer_log.append(i % 2, value)
+        reader_log.append(i % 2, value)
+    for name in ("writer", "reader"):
+        (tmp_path / name).mkdir()
+    writer, writer_registry, _ = make_consumer(tmp_path / "writer", writer_log, dlq)
+    reader, reader_registry, reader_status = make_consumer(tmp_path / "reader", reader_log, None)
+    writer.step()
+    with caplog.at_level("WARNING", logger="sumflow.service_layer.ledger_consumer"):
+        reader.step()
+    # the same total, count, offsets and window on both; the invalid records passed on both
+    assert reader.state == writer.state
+    assert (reader.state.total, reader.state.applied, reader.state.next_offsets) == (333, 3, {0: 3, 1: 2})
+    assert reader_status.readiness() == (True, "ready")
+    assert sorted(dlq.sent) == [(1, 0, "value is not valid JSON"), (1, 1, "missing field second_number")]
+    for registry in (writer_registry, reader_registry):
+        assert metric(registry, "sumflow_accumulator_dlq_events_total", {"reason": "invalid_json"}) == 1
+        assert metric(registry, "sumflow_accumulator_dlq_events_total", {"reason": "missing_field"}) == 1
+        assert metric(registry, "sumflow_accumulator_events_applied_total") == 3
+    skipped = [r for r in caplog.records if r.getMessage() == "invalid event skipped (not the DLQ writer)"]
+    assert sorted((r.partition, r.offset) for r in skipped) == [(1, 0), (1, 1)]
+    writer.store.close()
+    reader.store.close()
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
     mount = tmp_path / "state"

@@ -16,6 +16,7 @@ def test_defaults_match_the_documented_contract():
     assert acc.http_listen == "0.0.0.0:8080"
     assert acc.consumer_group == "sumflow-accumulator"
     assert acc.dlq_topic == "summation.dlq"
+    assert acc.dlq_writer is True  # one instance alone dead-letters, as it always did
     assert acc.applied_window_seconds >= 60
 
 
@@ -61,3 +62,24 @@ def test_dlq_must_differ_from_topic():
 def test_state_dir_defaults_under_systemd_state_directory(monkeypatch):
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/sumflow")
     assert load_accumulator_config({}).state_dir == Path("/var/lib/sumflow/accumulator")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("false", False), (" FALSE ", False), ("True", True), ("", True)],
+)
+def test_dlq_writer_reads_true_or_false_in_any_case(raw, expected):
+    assert load_accumulator_config({"SUMFLOW_DLQ_WRITER": raw}).dlq_writer is expected
+
+
+@pytest.mark.parametrize("raw", ["yes", "0", "1", "no", "off", "writer"])
+def test_dlq_writer_refuses_anything_but_true_or_false(raw):
+    with pytest.raises(ConfigError, match=rf"SUMFLOW_DLQ_WRITER='{raw}': expected true or false"):
+        load_accumulator_config({"SUMFLOW_DLQ_WRITER": raw})
+
+
+def test_each_instance_names_its_own_consumer_group():
+    config = load_accumulator_config(
+        {"SUMFLOW_CONSUMER_GROUP": "sumflow-accumulator-app2", "SUMFLOW_DLQ_WRITER": "false"}
+    )
+    assert (config.consumer_group, config.dlq_writer) == ("sumflow-accumulator-app2", False)

@@ -14,6 +14,7 @@ from pathlib import Path
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+FLAG_VALUES = {"true": True, "false": False}
 
 
 class ConfigError(ValueError):
@@ -79,6 +80,7 @@ class AccumulatorConfig:
     state_dir: Path
     consumer_group: str
     dlq_topic: str
+    dlq_writer: bool  # False: invalid records are skipped and counted, another replica dead-letters them
     applied_window_seconds: int
     applied_window_max_ids: int
     audit_max_bytes: int
@@ -131,6 +133,15 @@ class _Env:
         if value not in allowed:
             raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
         return value
+
+    def flag(self, name: str, default: bool, doc: str) -> bool:
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return FLAG_VALUES[raw.lower()]
+        except KeyError:
+            raise ConfigError(f"{name}={raw!r}: expected true or false") from None
 
     def listen(self, name: str, default: str, doc: str) -> str:
         value = self._env.get(name, "").strip() or default
@@ -191,6 +202,10 @@ class _Recorder(_Env):
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...], doc: str) -> str:
         self._note(name, f"`{default}`", " or ".join(f"`{a}`" for a in allowed), doc)
+        return default
+
+    def flag(self, name: str, default: bool, doc: str) -> bool:
+        self._note(name, f"`{str(default).lower()}`", " or ".join(f"`{v}`" for v in FLAG_VALUES), doc)
         return default
 
     def listen(self, name: str, default: str, doc: str) -> str:
@@ -425,9 +440,16 @@ def _accumulator(env: _Env) -> AccumulatorConfig:
         consumer_group=env.str(
             "SUMFLOW_CONSUMER_GROUP",
             "sumflow-accumulator",
-            "consumer group told the position (for lag tools; the state holds the real offsets)",
+            "consumer group told the position, for lag tools (the state holds the real offsets); one group per "
+            "accumulator instance, or the group shows whichever instance committed last",
         ),
         dlq_topic=dlq,
+        dlq_writer=env.flag(
+            "SUMFLOW_DLQ_WRITER",
+            True,
+            "`true`: invalid records are written to `SUMFLOW_DLQ_TOPIC`; `false`: skipped, counted and logged "
+            "only (replicas reading the same topic: exactly one of them writes the DLQ)",
+        ),
         applied_window_seconds=env.int(
             "SUMFLOW_APPLIED_WINDOW_SECONDS",
             900,

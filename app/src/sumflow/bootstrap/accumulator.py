@@ -122,7 +122,9 @@ def build(
         store=store,
         audit=audit,
         source_factory=source_factory,
-        dlq=KafkaDlqPublisher(common.kafka_bootstrap, config.dlq_topic, common.topic, client_security=security),
+        dlq=KafkaDlqPublisher(common.kafka_bootstrap, config.dlq_topic, common.topic, client_security=security)
+        if config.dlq_writer
+        else None,
         status=status,
         telemetry=AccumulatorTelemetry(metrics, tracer),
         write_total=functools.partial(write_total_file, config.state_dir),
@@ -138,6 +140,8 @@ def build(
             "state_dir": str(config.state_dir),
             "total": str(stored.ledger.total),
             "applied": stored.ledger.applied,
+            "consumer_group": config.consumer_group,
+            "dlq_writer": config.dlq_writer,
             "pid": os.getpid(),
         },
     )

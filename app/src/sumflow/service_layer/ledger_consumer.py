@@ -9,6 +9,10 @@ replace total.json and publish the in-memory snapshot that /api/total serves. On
 ever reads or writes the ledger, so a batch is checked against every batch committed before it.
 SQLite and fsync release the GIL: the commit of N overlaps the fetch and decode of N+1.
 
+Replicas reading the same topic each apply every record; only the one built with a `dlq` (the DLQ
+writer) produces the invalid records, the others (`dlq=None`) skip them exactly the same way
+(offsets move on, counted, logged) without writing: one copy in the DLQ, not one per replica.
+
 A failed commit (disk full, I/O error, DLQ unreachable) rolls back, truncates the audit back to the
 committed position, seeks the consumer back to the committed offsets, reports not-ready, and
 retries with backoff; nothing is lost and nothing is applied twice.
@@ -49,7 +53,7 @@ class LedgerConsumer:
         store: LedgerStore,
         audit: AuditTrail,
         source_factory: Callable[[], EventSource],
-        dlq: DeadLetters,
+        dlq: DeadLetters | None,
         status: AccumulatorStatus,
         telemetry: AccumulatorTelemetry,
         write_total: TotalFile,
@@ -114,7 +118,8 @@ class LedgerConsumer:
             if self.status.error is None:
                 self.source.commit_group_offsets(self.state.next_offsets, wait=True)
             self.source.close()
-        self.dlq.close()
+        if self.dlq is not None:
+            self.dlq.close()
         self.audit.close()
         try:
             self.store.checkpoint()
@@ -184,7 +189,7 @@ class LedgerConsumer:
             return outcome  # only redeliveries: nothing to commit
         spans = self.telemetry.spans(batch, outcome, self._topic())
         now = self.clock()
-        if outcome.rejected:
+        if outcome.rejected and self.dlq is not None:
             try:
                 self.dlq.publish(outcome.rejected)
             except BaseException:
@@ -227,9 +232,11 @@ class LedgerConsumer:
                 "duplicate request ids dropped",
                 extra={"count": len(outcome.duplicates), "request_id": outcome.duplicates[0].request_id},
             )
+        written = self.dlq is not None
+        message = "invalid event sent to the DLQ" if written else "invalid event skipped (not the DLQ writer)"
         for item in outcome.rejected:
             log.warning(
-                "invalid event sent to the DLQ",
+                message,
                 extra={"reason": item.reason, "partition": item.record.partition, "offset": item.record.offset},
             )
 
