@@ -123,7 +123,7 @@ check_units() {
   for host in $(kafka_hosts) app1 mon1; do
     case "$host" in
       kafka*) units="kafka node_exporter" ;;
-      app1) units="sumflow-adder sumflow-accumulator node_exporter" ;;
+      app1) units="sumflow-adder sumflow-accumulator haproxy node_exporter" ;;
       mon1) units="prometheus node_exporter" ;;
     esac
     echo "== $host: systemctl status $units"
@@ -145,7 +145,7 @@ run_k6() {
     echo "== k6 run load/$script.js ($K6_SECONDS s, low rate)"
     # Emulated VMs answer in hundreds of ms: the latency thresholds are widened here, the checks
     # (every answer right, the applied count equal to the accepted calls) are not.
-    SUMFLOW_GRPC_TARGET="$APP:50051" SUMFLOW_TLS_CA="$CA" SUMFLOW_REST_URL="http://$APP:8080" \
+    SUMFLOW_GRPC_TARGET="$APP:50051" SUMFLOW_TLS_CA="$CA" SUMFLOW_REST_URL="https://$APP:8080" SSL_CERT_FILE="$CA" \
       SCENARIOS=open RATE=5 PEAK_RATE=10 PRE_VUS=5 MAX_VUS=20 \
       RAMP_S=5 HOLD_S=$((K6_SECONDS - 10)) PEAK_S=5 RAMP_DOWN_S=1 \
       GRPC_P95_MS=5000 GRPC_P99_MS=10000 HTTP_P95_MS=5000 HTTP_P99_MS=10000 SETTLE_SECONDS=120 \
@@ -169,7 +169,7 @@ phase artifacts bash -c 'scripts/kafka/fetch.sh pack && scripts/pack-prometheus-
 phase up vagrant up --provider=libvirt
 phase status check_units
 phase flow "$VENV/bin/python" molecule/default/files/deployment_probe.py flow \
-  --adder "$APP:50051" --ca "$CA" --accumulator "http://$APP:8080" --timeout 300
+  --adder "$APP:50051" --ca "$CA" --accumulator "https://$APP:8080" --timeout 300
 phase refused "$VENV/bin/python" molecule/default/files/deployment_probe.py refused --adder "$APP:50051"
 phase targets check_targets
 phase k6 run_k6
