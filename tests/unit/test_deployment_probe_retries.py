@@ -98,3 +98,31 @@ def test_any_other_status_fails_the_probe_at_once(server: tuple[grpc.Server, int
     with grpc.insecure_channel(address) as channel, pytest.raises(probe.ProbeError, match=status.name):
         probe._add(sum_pb2_grpc.SumServiceStub(channel), request, time.monotonic() + 30, pause=0.01)
     assert servicer.attempts == Counter({request.request_id: 1})
+
+
+def test_a_stream_limited_to_unavailable_fails_on_cancelled(server: tuple[grpc.Server, int]) -> None:
+    """`stream --retry UNAVAILABLE` (the rolling-release proof): a CANCELLED call is a failure."""
+    servicer, address = _serve(server, grpc.StatusCode.CANCELLED)
+    request = probe._request()
+    retried = frozenset({grpc.StatusCode.UNAVAILABLE})
+    with grpc.insecure_channel(address) as channel, pytest.raises(probe.ProbeError, match="CANCELLED"):
+        probe._add(sum_pb2_grpc.SumServiceStub(channel), request, time.monotonic() + 30, pause=0.01, retried=retried)
+    assert servicer.attempts == Counter({request.request_id: 1})
+
+
+def test_each_retry_is_counted_by_its_status(server: tuple[grpc.Server, int]) -> None:
+    _, address = _serve(server, grpc.StatusCode.UNAVAILABLE)
+    seen: Counter[str] = Counter()
+    with grpc.insecure_channel(address) as channel:
+        stub = sum_pb2_grpc.SumServiceStub(channel)
+        for _ in range(3):
+            probe._add(stub, probe._request(), time.monotonic() + 30, pause=0.01, seen=seen)
+    assert seen == Counter({"UNAVAILABLE": 3})
+
+
+def test_the_stream_command_names_an_unknown_status(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["stream", "--adder=127.0.0.1:1", "--accumulator=http://h:1", "--until-file=/x", "--retry=NOPE"]
+    with pytest.raises(SystemExit) as exited:
+        probe.main(args)
+    assert exited.value.code == 2
+    assert "not a gRPC status: NOPE" in capsys.readouterr().err

@@ -7,12 +7,14 @@
     deployment_probe.py refused --adder HOST:PORT [TLS]
         The adder refuses this client: AddNumbers over plaintext (no --ca) or with the given TLS
         settings ends in UNAVAILABLE (the TLS handshake failed), not in an answer.
-    deployment_probe.py stream --adder HOST:PORT --accumulator https://HOST:PORT --until-file F [TLS]
-        AddNumbers calls one after another until file F exists (at most --max-seconds), each retried
-        with its request_id on UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED, as a client riding out a
-        rolling restart does (docs/operations.md: a call that reaches the adder in the instant it
-        stops can end CANCELLED); then the total must have risen by exactly the sum of the answered
-        calls.
+    deployment_probe.py stream --adder HOST:PORT --accumulator https://HOST:PORT [--accumulator ...]
+                               --until-file F [--rate N] [--retry STATUS ...] [TLS]
+        AddNumbers calls one after another (or N per second on a fixed schedule) until file F exists
+        (at most --max-seconds), each retried with its request_id on UNAVAILABLE, DEADLINE_EXCEEDED or
+        CANCELLED (or only the --retry statuses), as a client riding out a rolling restart does
+        (docs/operations.md: a call that reaches the adder in the instant it stops can end
+        CANCELLED); any other status fails. Then every accumulator's total must have risen by exactly
+        the sum of the answered calls. Prints the retries by status.
     deployment_probe.py served-cert --adder HOST:PORT --ca FILE --expect-cert FILE
         The certificate the adder presents in a TLS handshake (checked against the CA and the
         address) is exactly the one in FILE: it serves the certificate that was issued last.
@@ -48,6 +50,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -112,19 +115,28 @@ def _channel(adder: str, ca: Path | None, cert: Path | None, key: Path | None) -
 
 
 def _add(
-    stub: sum_pb2_grpc.SumServiceStub, request: sum_pb2.AddNumbersRequest, deadline: float, pause: float = 1.0
+    stub: sum_pb2_grpc.SumServiceStub,
+    request: sum_pb2.AddNumbersRequest,
+    deadline: float,
+    pause: float = 1.0,
+    *,
+    retried: frozenset[grpc.StatusCode] = RETRIED,
+    seen: Counter[str] | None = None,
 ) -> tuple[Any, int]:
-    """(reply, retries): AddNumbers retried with the same request on a RETRIED status (the adder may
-    still be connecting to Kafka, or restarting)."""
+    """(reply, retries): AddNumbers retried with the same request on a `retried` status (the adder may
+    still be connecting to Kafka, or restarting); any other status fails the probe. Each retried
+    status is counted by name in `seen`."""
     retries = 0
     while True:
         try:
             return stub.AddNumbers(request, timeout=10, wait_for_ready=True), retries
         except grpc.RpcError as exc:
-            if exc.code() not in RETRIED:
+            if exc.code() not in retried:
                 raise ProbeError(f"AddNumbers failed: {exc.code().name} {exc.details()}") from exc
             if time.monotonic() > deadline:
                 raise ProbeError(f"AddNumbers still {exc.code().name} at the deadline: {exc.details()}") from exc
+            if seen is not None:
+                seen[exc.code().name] += 1
             retries += 1
             time.sleep(pause)
 
@@ -199,22 +211,37 @@ def probe_served_cert(adder: str, ca: Path, expect: Path) -> dict[str, Any]:
 
 
 def probe_stream(
-    adder: str, accumulator: str, tls: Tls, *, until_file: Path, max_seconds: float, timeout: float
+    adder: str,
+    accumulators: list[str],
+    tls: Tls,
+    *,
+    until_file: Path,
+    max_seconds: float,
+    timeout: float,
+    rate: float | None = None,
+    retried: frozenset[grpc.StatusCode] = RETRIED,
 ) -> dict[str, Any]:
-    """Calls until until_file exists; every call answered (after retries) and counted exactly once."""
+    """Calls until until_file exists, one after another or at most `rate` per second (a fixed
+    schedule; a call that ends late delays the next instead of bunching the ones after it); every call
+    answered (after retries of a `retried` status) and counted exactly once by every accumulator."""
     stop_at = time.monotonic() + max_seconds
-    before = _read_total(accumulator, time.monotonic() + timeout, tls[0])
+    before = {url: _read_total(url, time.monotonic() + timeout, tls[0]) for url in accumulators}
     calls = retried_calls = retries = duplicates = 0
     added = 0
     slowest = 0.0
+    retried_by_code: Counter[str] = Counter()
+    began = next_at = time.monotonic()
     with _channel(adder, *tls) as channel:
         stub = sum_pb2_grpc.SumServiceStub(channel)
         while not until_file.exists():
             if time.monotonic() > stop_at:
                 raise ProbeError(f"{until_file} did not appear within {max_seconds:g} s")
+            if rate:
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at + 1 / rate, time.monotonic())
             request = _request()
             started = time.monotonic()
-            reply, tries = _add(stub, request, started + timeout, pause=0.2)
+            reply, tries = _add(stub, request, started + timeout, pause=0.2, retried=retried, seen=retried_by_code)
             slowest = max(slowest, time.monotonic() - started)
             # A retried call may be answered as a duplicate: its first attempt was applied before the
             # adder closed the connection. The first attempt of a call never is.
@@ -225,16 +252,24 @@ def probe_stream(
             retried_calls += tries > 0
             retries += tries
             duplicates += reply.duplicate
-    after = _wait_total(accumulator, before["total"] + added, time.monotonic() + timeout, tls[0])
+    seconds = time.monotonic() - began
+    after = {
+        url: _wait_total(url, seen["total"] + added, time.monotonic() + timeout, tls[0]) for url, seen in before.items()
+    }
+    first = accumulators[0]
     return {
         "calls": calls,
+        "seconds": round(seconds, 1),
+        "calls_per_s": round(calls / seconds, 1) if seconds else 0.0,
         "calls_retried": retried_calls,
         "retries": retries,
+        "retries_by_status": dict(retried_by_code),
         "answered_as_duplicate_after_a_retry": duplicates,
         "slowest_call_s": round(slowest, 2),
-        "before": before["total"],
+        "before": before[first]["total"],
         "added": added,
-        "after": after["total"],
+        "after": after[first]["total"],
+        "totals": {url: {"before": before[url]["total"], "after": after[url]["total"]} for url in accumulators},
     }
 
 
@@ -359,6 +394,13 @@ def _web_login(
     return {"ca": ca, "user": user, "password": Path(password_file).read_text().split()[0]}
 
 
+def _status_code(name: str) -> grpc.StatusCode:
+    try:
+        return grpc.StatusCode[name.upper()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"not a gRPC status: {name}") from None
+
+
 def _topic_spec(text: str) -> tuple[str, int]:
     name, _, partitions = text.partition("=")
     if not name or not partitions.isdigit():
@@ -418,10 +460,23 @@ def main(argv: list[str] | None = None) -> int:
     served.add_argument("--expect-cert", type=Path, required=True, help="PEM certificate it must serve")
     stream = commands.add_parser("stream")
     stream.add_argument("--adder", required=True, help="HOST:PORT of the adder's gRPC server")
-    stream.add_argument("--accumulator", required=True, help="base URL of the accumulator")
+    stream.add_argument(
+        "--accumulator",
+        action="append",
+        required=True,
+        help="base URL of an accumulator; repeat for replicas: each must count every call exactly once",
+    )
     stream.add_argument("--until-file", type=Path, required=True, help="stop calling once this file exists")
     stream.add_argument("--max-seconds", type=float, default=600.0, help="fail if the file has not appeared by then")
     stream.add_argument("--timeout", type=float, default=120.0, help="deadline of one call's retries, and of the total")
+    stream.add_argument("--rate", type=float, help="calls per second (a fixed schedule); default: back to back")
+    stream.add_argument(
+        "--retry",
+        type=_status_code,
+        action="append",
+        help=f"a status retried with the same id (repeatable); default: {', '.join(sorted(c.name for c in RETRIED))};"
+        " any other status fails the stream",
+    )
     _tls_options(stream)
     _kafka_commands(commands)
     _targets_command(commands)
@@ -444,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                 until_file=args.until_file,
                 max_seconds=args.max_seconds,
                 timeout=args.timeout,
+                rate=args.rate,
+                retried=frozenset(args.retry) if args.retry else RETRIED,
             )
         elif args.command == "targets":
             result = probe_targets(
