@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: buf config-docs lint-proto proto-release deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv venv-run lock proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy test-roles bench
+.PHONY: buf config-docs lint-proto proto-release deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv venv-run lock proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy test-rolling test-roles bench
 
 # Debian/Ubuntu packages (installed only when missing, as root or through sudo).
 deps:
@@ -156,6 +156,11 @@ test-deploy: venv
 # short verify), one after the other on their own bridge and subnet so they never meet test-deploy's
 # hosts; each always tears down. ROLE_SCENARIOS="kafka" runs a subset. Not part of `make test`.
 ROLE_SCENARIOS ?= common release_artifact node_exporter prometheus kafka sumflow firewall
+# Releases and rollbacks rolled out while a fixed-rate stream of calls runs through the adder balancer,
+# on four booted hosts (molecule/rolling; docs/operations.md): ~15 min.
+test-rolling: venv
+	scripts/nspawn/molecule-test.sh test rolling
+
 test-roles: venv
 	@set -e; for s in $(ROLE_SCENARIOS); do \
 	  NSPAWN_BRIDGE=$${NSPAWN_BRIDGE:-sfrole0} NSPAWN_PREFIX=$${NSPAWN_PREFIX:-10.236.0} \
