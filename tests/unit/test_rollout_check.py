@@ -49,8 +49,14 @@ def test_one_host_at_a_time_within_the_rollout_passes() -> None:
     }
     result = rollout.check(hosts, 1_000_000, 30_000_000, "0.1.0.post1-*", OLD)
     assert result["current"] == NEW and result["previous"] == OLD
+    assert result["order"] == ["app1", "app2"]
     assert result["hosts"]["app1"]["sumflow-adder.service"] == {"stopped_s": 9.0, "started_s": 11.0, "down_s": 2.0}
     assert result["hosts"]["app2"]["sumflow-accumulator.service"]["down_s"] == 3.4
+
+
+def test_the_hosts_are_taken_in_the_order_they_stopped() -> None:
+    hosts = {"app2": host(20, 22, 20, 23), "app1": host(10, 12, 10, 13)}
+    assert rollout.check(hosts, 1, 30, NEW, OLD)["order"] == ["app1", "app2"]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
     rollout_check.py --began US --ended US --current RELEASE --previous RELEASE < HOSTS_JSON
 
-HOSTS_JSON maps each app host, in rollout order, to the text it printed for
+HOSTS_JSON maps each app host to the text it printed for
 
     readlink /opt/sumflow/current /opt/sumflow/previous
     systemctl show --property=Id --property=InactiveEnterTimestampMonotonic \
@@ -14,7 +14,8 @@ on the same kernel, so their systemd timestamps are on the same clock). Required
 - every host runs the same release, matching --current, with one matching --previous as
   /opt/sumflow/previous (shell-style patterns: a new release's id is `<version>-<digest>`);
 - every unit stopped and started again within the rollout;
-- one host at a time: a host's first stop comes after the previous host's last start.
+- one host at a time: taken in the order they stopped, each host's first stop comes after the last
+  start of the host before it.
 
 Prints one JSON line (per host: its units' stop and start in seconds after --began, and how long each
 was down); exits 1 with the reason on any mismatch.
@@ -62,8 +63,10 @@ def check(hosts: dict[str, str], began: int, ended: int, current: str, previous:
     report: dict[str, Any] = {}
     releases: set[tuple[str, str]] = set()
     last_start: tuple[str, int] | None = None
-    for host, text in hosts.items():
-        host_current, host_previous, units = parse_host(text)
+    parsed = {host: parse_host(text) for host, text in hosts.items()}
+    order = sorted(parsed, key=lambda host: min(stopped for stopped, _ in parsed[host][2].values()))
+    for host in order:
+        host_current, host_previous, units = parsed[host]
         if not (fnmatch.fnmatchcase(host_current, current) and fnmatch.fnmatchcase(host_previous, previous)):
             raise RolloutError(f"{host} runs {host_current} after {host_previous}, expected {current} after {previous}")
         releases.add((host_current, host_previous))
@@ -90,7 +93,13 @@ def check(hosts: dict[str, str], began: int, ended: int, current: str, previous:
     if len(releases) != 1:
         raise RolloutError(f"the hosts run different releases: {sorted(releases)}")
     ((run, before),) = releases
-    return {"rollout_s": round((ended - began) / 1e6, 1), "current": run, "previous": before, "hosts": report}
+    return {
+        "rollout_s": round((ended - began) / 1e6, 1),
+        "current": run,
+        "previous": before,
+        "order": order,
+        "hosts": report,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
