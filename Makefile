@@ -100,7 +100,7 @@ lint-ansible: venv
 	KAFKA_NODES=3 vagrant validate
 
 # The README's test command: every tier, real broker, real Prometheus, real booted hosts.
-test: deps lint lint-proto lint-ansible test-unit test-integration test-e2e test-fuzz test-chaos test-observability test-load test-render test-deploy
+test: deps lint lint-proto lint-ansible test-unit test-integration test-e2e test-fuzz test-chaos test-observability test-load test-render test-deploy test-rolling
 
 # Fetch Apache Kafka 4.1.1 (+ log4j2) from Maven Central into $${SUMFLOW_CACHE:-~/.cache/sumflow}
 # (idempotent); `scripts/kafka/fetch.sh pack` also builds the upstream-layout tarball for Ansible.
