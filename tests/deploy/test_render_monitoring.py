@@ -232,7 +232,7 @@ def _build_render_project(root: Path) -> Path:
         },
         {
             "name": "every host",
-            "hosts": "kafka:adder:accumulator:monitoring",
+            "hosts": "kafka:adder:accumulator:monitoring:balancer",
             "gather_facts": False,
             "vars": {k: v for p in real["agents.yml"] for k, v in p.get("vars", {}).items()},
             "roles": ["render_node_exporter", "render_alloy"],
@@ -294,7 +294,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         hv = hostvars.get(host, {})
         return str(hv.get("sumflow_node_address", hv.get("ansible_host", host)))
 
-    groups = {g: inv.get(g, {}).get("hosts", []) for g in ("kafka", "adder", "accumulator", "monitoring")}
+    groups = {g: inv.get(g, {}).get("hosts", []) for g in ("kafka", "adder", "accumulator", "monitoring", "balancer")}
     mon = INVENTORIES[inventory]["monitoring"]
     return {
         "name": inventory,
