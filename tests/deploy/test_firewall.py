@@ -69,8 +69,9 @@ MATRIX = (
     Port(3200, ("monitoring",), ("monitoring",), stack=True),
     Port(12345, ALL_GROUPS, ("monitoring",), stack=True),
 )
-# Ports nothing opens: they must be closed to everyone.
-CLOSED_PORTS = (23, 9094, 9095, 9096, 4317, 4318, 5432, 9999)
+# Ports nothing opens: they must be closed to everyone (8081 and 9465: the accumulator and the adder's
+# metrics behind HAProxy, on loopback).
+CLOSED_PORTS = (23, 9094, 9095, 9096, 4317, 4318, 5432, 9999, 8081, 9465)
 
 NSPAWN_PREFIX = "10.242.7"
 

@@ -282,10 +282,15 @@ def test_preflight_refuses_a_check_slower_than_the_drain_or_no_adders(
     assert message in proc.stdout, proc.stdout[-3000:]
 
 
-def test_preflight_refuses_a_balancer_on_a_host_whose_haproxy_serves_the_rest_api(rendered: Rendered) -> None:
+@pytest.mark.parametrize("group", ["accumulator", "adder"])
+def test_preflight_refuses_a_balancer_on_a_host_whose_haproxy_serves_the_rest_api_or_adder_metrics(
+    rendered: Rendered, group: str
+) -> None:
+    """An accumulator host (the REST API) or an adder host (its metrics) has its own haproxy.cfg."""
     inventory = yaml.safe_load((rendered.root / "hosts.yml").read_text())
-    inventory["all"]["children"]["accumulator"] = {"hosts": {"lb": {}}}
-    hosts = rendered.root / "hosts-lb-accumulator.yml"
+    members = inventory["all"]["children"].get(group, {}).get("hosts") or {}
+    inventory["all"]["children"][group] = {"hosts": {**members, "lb": {}}}
+    hosts = rendered.root / f"hosts-lb-{group}.yml"
     hosts.write_text(yaml.safe_dump(inventory))
     extra = json.loads((rendered.root / "extra.json").read_text())
     proc = run_playbook(
@@ -298,7 +303,9 @@ def test_preflight_refuses_a_balancer_on_a_host_whose_haproxy_serves_the_rest_ap
         roles_path=rendered.root / "roles",
     )
     assert proc.returncode != 0
-    assert "lb is an accumulator host with the REST API behind HAProxy" in proc.stdout, proc.stdout[-3000:]
+    assert (
+        "lb is an accumulator or adder host with the REST API or the adder's metrics behind HAProxy" in proc.stdout
+    ), proc.stdout[-3000:]
 
 
 def test_calls_through_the_balancer_are_answered_over_tls_with_the_ca(balanced: Balanced) -> None:

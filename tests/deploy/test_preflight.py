@@ -102,6 +102,16 @@ BAD_INPUTS = {
     ),
     "sumflow ports": ({"sumflow_http_port": 50051}, "adder", "must be distinct ports"),
     "sumflow backend port": ({"sumflow_http_backend_port": 8080}, "accumulator", "must be distinct ports"),
+    "sumflow adder metrics backend port": (
+        {"sumflow_adder_metrics_backend_port": 50051},
+        "adder",
+        "must be distinct ports",
+    ),
+    "sumflow adder metrics address behind HAProxy": (
+        {"sumflow_adder_env": {"SUMFLOW_METRICS_LISTEN": "0.0.0.0:9464"}},
+        "adder",
+        "SUMFLOW_METRICS_LISTEN (not in sumflow_adder_env)",
+    ),
     "sumflow consumer group": (
         {"sumflow_consumer_group": "sumflow-accumulator"},
         "accumulator",

@@ -232,7 +232,7 @@ def _build_render_project(root: Path) -> Path:
         },
         {
             "name": "every host",
-            "hosts": "kafka:adder:accumulator:monitoring",
+            "hosts": "kafka:adder:accumulator:monitoring:balancer",
             "gather_facts": False,
             "vars": {k: v for p in real["agents.yml"] for k, v in p.get("vars", {}).items()},
             "roles": ["render_node_exporter", "render_alloy"],
@@ -294,7 +294,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         hv = hostvars.get(host, {})
         return str(hv.get("sumflow_node_address", hv.get("ansible_host", host)))
 
-    groups = {g: inv.get(g, {}).get("hosts", []) for g in ("kafka", "adder", "accumulator", "monitoring")}
+    groups = {g: inv.get(g, {}).get("hosts", []) for g in ("kafka", "adder", "accumulator", "monitoring", "balancer")}
     mon = INVENTORIES[inventory]["monitoring"]
     return {
         "name": inventory,
@@ -344,11 +344,12 @@ def test_prometheus_config_passes_promtool_and_scrapes_every_tier(rendered: dict
     assert {key: jobs["kafka"][key] for key in ("scrape_interval", "scrape_timeout") if key in jobs["kafka"]} == slow
     assert not any("scrape_timeout" in jobs[job] for job in expected if job != "kafka")
     assert config["global"]["scrape_timeout"] == "10s"
-    # node_exporter, the accumulator (its HAProxy) and Prometheus itself over https with the CA and basic
-    # auth; the other jobs as before.
+    # node_exporter, the accumulator and the adder (their HAProxy) and Prometheus itself over https with
+    # the CA and basic auth; the other jobs as before.
     secured = {
         "node": ("prometheus", "scrape.password"),
         "accumulator": ("prometheus", "scrape.password"),
+        "adder": ("prometheus", "scrape.password"),
         "prometheus": ("sumflow", "prometheus.password"),
     }
     for job, (user, password_file) in secured.items():
@@ -367,6 +368,49 @@ def test_prometheus_config_passes_promtool_and_scrapes_every_tier(rendered: dict
     if rules:
         proc = subprocess.run([PROMTOOL, "check", "rules", *map(str, rules)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "plain"),
+    [
+        ({"sumflow_tls_enabled": False}, {"adder", "accumulator"}),
+        ({"sumflow_adder_metrics_tls_enabled": False}, {"adder"}),
+    ],
+)
+def test_prometheus_scrapes_the_services_over_http_where_their_proxy_is_off(
+    settings: dict[str, bool], plain: set[str], tmp_path: Path
+) -> None:
+    """The sumflow settings the inventory gives both plays decide each service job's scheme."""
+    _render_role(
+        tmp_path,
+        "render_prometheus",
+        REPO / "roles/prometheus/defaults/main.yml",
+        REPO / "roles/prometheus/templates",
+        [
+            {"name": "out", "ansible.builtin.file": {"path": "{{ render_dir }}", "state": "directory"}},
+            {
+                "name": "prometheus.yml",
+                "ansible.builtin.template": {"src": "prometheus.yml.j2", "dest": "{{ render_dir }}/prometheus.yml"},
+            },
+        ],
+    )
+    play = {"name": "render", "hosts": "monitoring", "gather_facts": False, "roles": ["render_prometheus"]}
+    (tmp_path / "render.yml").write_text(yaml.safe_dump([play], sort_keys=False))
+    extra = {"render_dir": str(tmp_path / "out"), **LOCAL_CONNECTION, **settings}
+    proc = run_playbook(
+        REPO / "inventory/example", tmp_path / "render.yml", extra, tmp=tmp_path, roles_path=tmp_path / "roles"
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    config_path = tmp_path / "out/prometheus.yml"
+    check = subprocess.run([PROMTOOL, "check", "config", str(config_path)], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    jobs = {job["job_name"]: job for job in _yaml(config_path)["scrape_configs"]}
+    for job in ("adder", "accumulator", "node"):
+        if job in plain:
+            assert jobs[job].get("scheme", "http") == "http" and "basic_auth" not in jobs[job], jobs[job]
+            assert "tls_config" not in jobs[job], jobs[job]
+        else:
+            assert jobs[job]["scheme"] == "https" and jobs[job]["basic_auth"]["username"] == "prometheus", jobs[job]
 
 
 def test_prometheus_unit_stores_exemplars_and_takes_retention_from_group_vars(rendered: dict[str, Any]) -> None:

@@ -1,19 +1,22 @@
-"""The accumulator's REST API behind HAProxy, configured by the real roles, in front of a real accumulator.
+"""An app host's HAProxy, configured by the real roles, in front of a real accumulator and a real adder.
 
-The real ansible-playbook runs, on this machine (one accumulator host `app` at 127.0.0.1, local
-connection): roles/pki (the CA and the host certificate on the controller), then roles/sumflow's
-accumulator.env template and its rest_proxy.yml, which includes roles/haproxy with the sumflow
-frontend, backend and userlist: the role's preflight, argument specs and configure tasks (TLS files,
-haproxy.cfg validated by `haproxy -c`, the systemd drop-in), every path under a temporary directory.
-The role's handlers are stand-ins (nothing touches this machine's haproxy.service).
+The real ansible-playbook runs, on this machine (one host `app` at 127.0.0.1 in the accumulator and
+adder groups, local connection): roles/pki (the CA and the host certificate on the controller), then
+roles/sumflow's accumulator.env and adder.env templates and its https_proxy.yml, which includes
+roles/haproxy with the sumflow frontends (the REST API, the adder's metrics), backends and userlist:
+the role's preflight, argument specs and configure tasks (TLS files, haproxy.cfg validated by
+`haproxy -c`, the systemd drop-in), every path under a temporary directory. The role's handlers are
+stand-ins (nothing touches this machine's haproxy.service).
 
-Then Debian's haproxy runs the rendered haproxy.cfg on a loopback port in front of a real accumulator
-(on a real broker) that listens where the rendered accumulator.env says: the REST API answers over TLS
-checked against the controller's CA, plaintext on the TLS port gets no answer, /metrics without the
-password (or with a wrong one, or spelled otherwise) gets 401, and with Prometheus' scrape password
-(the controller file roles/prometheus and roles/node_exporter read) 200. The documented clients
-(`sumflow --ca`, `curl --cacert`) and Molecule's deployment probe (`flow`, with a real TLS adder on the
-same broker) read the total through it.
+Then Debian's haproxy runs the rendered haproxy.cfg on loopback ports in front of a real accumulator
+and a real adder of two processes (on a real broker) that listen where the rendered env files say: the
+REST API answers over TLS checked against the controller's CA, plaintext on the TLS ports gets no
+answer, /metrics and every path of the adder's metrics port without the password (or with a wrong
+one, or spelled otherwise) get 401, and with Prometheus' scrape password (the controller file
+roles/prometheus and roles/node_exporter read) 200, the adder's counting the calls of both its
+processes. The documented clients (`sumflow --ca`, `sumflow status --metrics-user
+--metrics-password-file`, `curl --cacert`) and Molecule's deployment probe (`flow`, through the same
+TLS adder) read the total and the metrics through it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from kafka import KafkaProducer
 from harness.kafka import KafkaBroker, unique_topic
 from harness.ports import free_port, port_open
 from harness.processes import AccumulatorProcess, AdderProcess, CommandProcess
+from sumflow.entrypoints.cli_read import build_version, parse_metrics
+from sumflow.v1 import sum_pb2, sum_pb2_grpc
 from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, REPO, run_playbook
 from tests.fixtures.event_records import event_value
 from tests.fixtures.haproxy_role import ROLE, haproxy_paths, link_haproxy_role
@@ -54,7 +59,7 @@ HOST = "app"
 
 def _build_project(root: Path) -> Path:
     """roles/ with pki and haproxy (tests/fixtures/haproxy_role.py) and render_sumflow (sumflow's defaults,
-    vars and templates, its rest_proxy.yml)."""
+    vars and templates, its https_proxy.yml)."""
     roles = root / "roles"
     roles.mkdir()
     link_haproxy_role(roles)
@@ -64,19 +69,27 @@ def _build_project(root: Path) -> Path:
         (sumflow / sub).symlink_to(REPO / "roles/sumflow" / sub, target_is_directory=True)
     tasks = [
         {"name": "out", "ansible.builtin.file": {"path": "{{ render_dir }}", "state": "directory", "mode": "0755"}},
-        {
-            "name": "accumulator.env",
-            "ansible.builtin.template": {
-                "src": "accumulator.env.j2",
-                "dest": "{{ render_dir }}/accumulator.env",
-                "mode": "0644",
-            },
-        },
-        {"name": "the REST proxy", "ansible.builtin.import_tasks": str(REPO / "roles/sumflow/tasks/rest_proxy.yml")},
+        *(
+            {
+                "name": f"{service}.env",
+                "ansible.builtin.template": {
+                    "src": f"{service}.env.j2",
+                    "dest": f"{{{{ render_dir }}}}/{service}.env",
+                    "mode": "0644",
+                },
+            }
+            for service in ("accumulator", "adder")
+        ),
+        {"name": "the proxy", "ansible.builtin.import_tasks": str(REPO / "roles/sumflow/tasks/https_proxy.yml")},
     ]
     (sumflow / "tasks/main.yml").write_text(yaml.safe_dump(tasks, sort_keys=False))
     playbook = root / "playbook.yml"
-    play = {"name": "rest over tls", "hosts": "accumulator", "gather_facts": False, "roles": ["pki", "render_sumflow"]}
+    play = {
+        "name": "app over tls",
+        "hosts": "accumulator:adder",
+        "gather_facts": False,
+        "roles": ["pki", "render_sumflow"],
+    }
     playbook.write_text(yaml.safe_dump([play], sort_keys=False))
     return playbook
 
@@ -86,6 +99,8 @@ class Rendered:
     root: Path
     front: int
     back: int
+    metrics_front: int
+    metrics_back: int
     first_output: str
 
     @property
@@ -101,8 +116,12 @@ class Rendered:
         """The controller file Prometheus' scrape.password comes from (roles/prometheus defaults)."""
         return (self.root / "controller-cache/credentials/node_exporter_web_password").read_text().split()[0]
 
-    def env(self) -> dict[str, str]:
-        lines = (self.root / "out/accumulator.env").read_text().splitlines()
+    @property
+    def scrape_password_file(self) -> Path:
+        return self.root / "controller-cache/credentials/node_exporter_web_password"
+
+    def env(self, service: str = "accumulator") -> dict[str, str]:
+        lines = (self.root / f"out/{service}.env").read_text().splitlines()
         return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -119,9 +138,10 @@ class Rendered:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     root = tmp_path_factory.mktemp("rest-tls")
-    front, back = free_port(), free_port()
+    front, back, metrics_front, metrics_back = (free_port() for _ in range(4))
     _build_project(root)
-    inventory = {"all": {"children": {"accumulator": {"hosts": {HOST: {"ansible_host": "127.0.0.1"}}}}}}
+    host = {HOST: {"ansible_host": "127.0.0.1"}}
+    inventory = {"all": {"children": {"accumulator": {"hosts": host}, "adder": {"hosts": host}}}}
     (root / "hosts.yml").write_text(yaml.safe_dump(inventory))
     extra = {
         **LOCAL_CONNECTION,
@@ -132,14 +152,16 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
         "sumflow_listen_host": "127.0.0.1",
         "sumflow_http_port": front,
         "sumflow_http_backend_port": back,
+        "sumflow_adder_metrics_port": metrics_front,
+        "sumflow_adder_metrics_backend_port": metrics_back,
         **haproxy_paths(root / "haproxy"),
     }
     (root / "extra.json").write_text(json.dumps(extra))
     (root / "haproxy").mkdir()
-    setup = Rendered(root, front, back, "")
+    setup = Rendered(root, front, back, metrics_front, metrics_back, "")
     first = setup.run("-v", "--diff")
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
-    return Rendered(root, front, back, first.stdout + first.stderr)
+    return Rendered(root, front, back, metrics_front, metrics_back, first.stdout + first.stderr)
 
 
 @dataclass(frozen=True)
@@ -174,19 +196,48 @@ def proxied(
         SUMFLOW_HTTP_THREADS="2",
     )
     haproxy = CommandProcess(
-        "haproxy", [HAPROXY, "-db", "-f", rendered.config], work / "haproxy", lambda: port_open(rendered.front)
+        "haproxy",
+        [HAPROXY, "-db", "-f", rendered.config],
+        work / "haproxy",
+        lambda: port_open(rendered.front) and port_open(rendered.metrics_front),
     )
     with accumulator.running(timeout=180), haproxy.running():
         assert accumulator.wait_applied(20)["total"] == expected
         yield Proxied(topic, accumulator)
 
 
+@pytest.fixture(scope="module")
+def adder(
+    rendered: Rendered, proxied: Proxied, kafka_broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AdderProcess]:
+    """A TLS adder of two processes (the host certificate the role installed) on the proxied topic, its
+    metrics where the rendered adder.env says, behind the running HAProxy."""
+    tls = rendered.root / "haproxy/tls"
+    adder = AdderProcess.for_broker(
+        kafka_broker.bootstrap,
+        proxied.topic,
+        tmp_path_factory.mktemp("rest-tls-adder"),
+        SUMFLOW_GRPC_TLS_CERT=str(tls / "tls.crt"),
+        SUMFLOW_GRPC_TLS_KEY=str(tls / "tls.key"),
+        SUMFLOW_METRICS_LISTEN=rendered.env("adder")["SUMFLOW_METRICS_LISTEN"],
+        SUMFLOW_ADDER_PROCESSES="2",
+    )
+    adder.credentials = grpc.ssl_channel_credentials(root_certificates=rendered.ca.read_bytes())
+    with adder.running(timeout=180):
+        # health answers once one worker serves; the supervisor logs the workers once both are up
+        assert len(adder.wait_for_log_line(lambda line: line.get("processes") == 2)["worker_pids"]) == 2
+        yield adder
+
+
 def _tls_context(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
-def _get(rendered: Rendered, path: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
-    request = urllib.request.Request(f"https://127.0.0.1:{rendered.front}{path}")
+def _get(
+    rendered: Rendered, path: str, auth: tuple[str, str] | None = None, port: int | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    """GET over TLS checked against the CA on the REST API's port (or `port`)."""
+    request = urllib.request.Request(f"https://127.0.0.1:{port or rendered.front}{path}")
     if auth is not None:
         request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
     try:
@@ -205,12 +256,48 @@ def test_the_rendered_config_passes_haproxy_check_and_hides_the_password(rendere
     assert user_line.startswith("$2b$06$"), user_line
     assert f"bind 127.0.0.1:{rendered.front} ssl crt {rendered.root}/haproxy/tls/tls.crt alpn h2,http/1.1" in text
     assert f"server accumulator 127.0.0.1:{rendered.back}" in text
+    metrics_bind = (
+        f"bind 127.0.0.1:{rendered.metrics_front} ssl crt {rendered.root}/haproxy/tls/tls.crt alpn h2,http/1.1"
+    )
+    assert metrics_bind in text
+    assert f"server adder 127.0.0.1:{rendered.metrics_back}" in text
+    # One userlist for both frontends; the adder's metrics frontend has no public path.
+    adder_frontend = text.split("frontend adder_metrics", 1)[1].split("\nbackend ", 1)[0]
+    assert "http-request auth realm sumflow if !authenticated" in adder_frontend
+    assert "public_path" not in adder_frontend
     assert oct((rendered.root / "haproxy/tls/tls.key").stat().st_mode & 0o777) == "0o600"
     assert os.readlink(rendered.root / "haproxy/tls/tls.crt.key") == "tls.key"
 
 
 def test_the_accumulator_listens_on_the_backend_address_only(rendered: Rendered) -> None:
     assert rendered.env()["SUMFLOW_HTTP_LISTEN"] == f"127.0.0.1:{rendered.back}"
+
+
+def test_the_adder_metrics_listen_on_the_backend_address_only(rendered: Rendered) -> None:
+    assert rendered.env("adder")["SUMFLOW_METRICS_LISTEN"] == f"127.0.0.1:{rendered.metrics_back}"
+
+
+def test_without_tls_no_haproxy_and_both_services_listen_on_their_public_ports(
+    rendered: Rendered, tmp_path: Path
+) -> None:
+    """sumflow_tls_enabled false: no HAProxy entry, so no haproxy.cfg; the services on their own ports."""
+    for name in ("hosts.yml", "playbook.yml"):
+        (tmp_path / name).write_text((rendered.root / name).read_text().replace(str(rendered.root), str(tmp_path)))
+    (tmp_path / "roles").symlink_to(rendered.root / "roles", target_is_directory=True)
+    extra = json.loads((rendered.root / "extra.json").read_text().replace(str(rendered.root), str(tmp_path)))
+    (tmp_path / "haproxy").mkdir()
+    proc = run_playbook(
+        tmp_path / "hosts.yml",
+        tmp_path / "playbook.yml",
+        {**extra, "sumflow_tls_enabled": False},
+        tmp=tmp_path,
+        roles_path=tmp_path / "roles",
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert not (tmp_path / "haproxy/haproxy.cfg").exists()
+    env = Rendered(tmp_path, rendered.front, rendered.back, rendered.metrics_front, rendered.metrics_back, "").env
+    assert env("adder")["SUMFLOW_METRICS_LISTEN"] == f"127.0.0.1:{rendered.metrics_front}"
+    assert env()["SUMFLOW_HTTP_LISTEN"] == f"127.0.0.1:{rendered.front}"
 
 
 def test_a_second_run_changes_nothing(rendered: Rendered) -> None:
@@ -243,18 +330,54 @@ def test_the_documented_clients_read_the_total_with_the_ca(rendered: Rendered, p
     assert subprocess.run(curl, capture_output=True, text=True, timeout=60).stdout == "401"
 
 
-def test_sumflow_status_reads_readiness_through_the_proxy_but_not_the_metrics(
-    rendered: Rendered, proxied: Proxied
+def _status(rendered: Rendered, adder: AdderProcess, *extra: str) -> tuple[int, dict[str, dict[str, object]]]:
+    """`sumflow status --json` through the proxy: gRPC health over TLS, both services' metrics over https."""
+    argv = [
+        str(Path(sys.executable).with_name("sumflow")),
+        "status",
+        "--json",
+        "--adder",
+        adder.target,
+        "--adder-metrics",
+        f"https://127.0.0.1:{rendered.metrics_front}",
+        "--accumulator",
+        f"https://127.0.0.1:{rendered.front}",
+        "--ca",
+        str(rendered.ca),
+        *extra,
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_sumflow_status_without_the_metrics_password_reads_readiness_only(
+    rendered: Rendered, proxied: Proxied, adder: AdderProcess
 ) -> None:
-    """As docs/security.md says: ready from the public /readyz, lag and version unknown (/metrics: 401)."""
-    url = f"https://127.0.0.1:{rendered.front}"
-    argv = [str(Path(sys.executable).with_name("sumflow")), "status", "--accumulator", url, "--ca", str(rendered.ca)]
-    adder = f"127.0.0.1:{free_port()}"  # nothing listens: the adder's part fails, the accumulator's is read
-    proc = subprocess.run([*argv, "--adder", adder, "--json"], capture_output=True, text=True, timeout=120)
-    accumulator = json.loads(proc.stdout)["accumulator"]
-    assert accumulator["healthy"] and accumulator["ready"], accumulator
-    assert accumulator["version"] is None and accumulator["consumer_lag"] == {}, accumulator
-    assert accumulator["error"] == f"metrics: GET {url}/metrics: HTTP 401", accumulator
+    """Health and readiness are public; lag and version come from the metrics (401 without the password)."""
+    code, doc = _status(rendered, adder)
+    assert code == 0, doc
+    assert doc["adder"]["detail"] == "SERVING" and doc["accumulator"]["ready"], doc
+    assert doc["adder"]["version"] is None and doc["accumulator"]["version"] is None, doc
+    assert doc["accumulator"]["consumer_lag"] == {}, doc
+    assert doc["adder"]["error"] == f"metrics: GET https://127.0.0.1:{rendered.metrics_front}/metrics: HTTP 401"
+    assert doc["accumulator"]["error"] == f"metrics: GET https://127.0.0.1:{rendered.front}/metrics: HTTP 401"
+
+
+def test_sumflow_status_with_the_metrics_password_reads_both_services_metrics(
+    rendered: Rendered, proxied: Proxied, adder: AdderProcess
+) -> None:
+    password_file = str(rendered.scrape_password_file)
+    code, doc = _status(rendered, adder, "--metrics-user", "prometheus", "--metrics-password-file", password_file)
+    assert code == 0, doc
+    assert doc["adder"]["error"] is None and doc["accumulator"]["error"] is None, doc
+    assert doc["adder"]["version"] == doc["accumulator"]["version"] is not None, doc
+    assert doc["accumulator"]["consumer_lag"] == {"0": 0}, doc
+    # A wrong password: still 401, the command says so.
+    wrong = rendered.root / "wrong.password"
+    wrong.write_text(rendered.scrape_password + "x\n")
+    _, doc = _status(rendered, adder, "--metrics-user", "prometheus", "--metrics-password-file", str(wrong))
+    assert doc["adder"]["error"] == f"metrics: GET https://127.0.0.1:{rendered.metrics_front}/metrics: HTTP 401"
 
 
 def test_a_client_without_the_ca_is_refused(rendered: Rendered, proxied: Proxied) -> None:
@@ -337,20 +460,11 @@ def test_the_hardened_unit_scores_at_most_2_0(dropin: Path, tmp_path: Path) -> N
 
 
 def test_the_deployment_probe_flow_reads_the_total_over_tls(
-    rendered: Rendered, proxied: Proxied, kafka_broker: KafkaBroker, tmp_path: Path
+    rendered: Rendered, proxied: Proxied, adder: AdderProcess
 ) -> None:
     """molecule/default/files/deployment_probe.py flow, as Molecule verify runs it: one AddNumbers call to a
     TLS adder (the host certificate the role installed) raises the total read through the proxy over
     https, checked against the same CA, by exactly its sum, once."""
-    tls = rendered.root / "haproxy/tls"
-    adder = AdderProcess.for_broker(
-        kafka_broker.bootstrap,
-        proxied.topic,
-        tmp_path / "adder",
-        SUMFLOW_GRPC_TLS_CERT=str(tls / "tls.crt"),
-        SUMFLOW_GRPC_TLS_KEY=str(tls / "tls.key"),
-    )
-    adder.credentials = grpc.ssl_channel_credentials(root_certificates=rendered.ca.read_bytes())
     probe = [
         sys.executable,
         str(REPO / "molecule/default/files/deployment_probe.py"),
@@ -360,9 +474,65 @@ def test_the_deployment_probe_flow_reads_the_total_over_tls(
         f"--ca={rendered.ca}",
         "--timeout=120",
     ]
-    with adder.running(timeout=180):
-        proc = subprocess.run(probe, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(probe, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["final"]["total"] == result["before"]["total"] + sum(result["added"]), result
     assert result["final"]["total"] == proxied.direct_total()
+
+
+# --- the adder's metrics behind the same HAProxy -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/%6Detrics", "//metrics", "/", "/anything"])
+def test_adder_metrics_without_the_password_get_401(rendered: Rendered, adder: AdderProcess, path: str) -> None:
+    port = rendered.metrics_front
+    status, body, headers = _get(rendered, path, port=port)
+    assert status == 401, (path, body[:200])
+    assert headers.get("www-authenticate") == 'Basic realm="sumflow"'
+    assert _get(rendered, path, ("prometheus", rendered.scrape_password + "x"), port=port)[0] == 401
+    assert _get(rendered, path, ("admin", rendered.scrape_password), port=port)[0] == 401
+
+
+def test_adder_metrics_refuse_plaintext_and_a_client_without_the_ca(rendered: Rendered, adder: AdderProcess) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", rendered.metrics_front, timeout=10)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine)):
+        connection.request("GET", "/metrics")
+        connection.getresponse()
+    connection.close()
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(
+            f"https://127.0.0.1:{rendered.metrics_front}/metrics", timeout=10, context=ssl.create_default_context()
+        )
+
+
+def test_adder_metrics_with_the_password_count_the_calls_of_every_worker(
+    rendered: Rendered, adder: AdderProcess
+) -> None:
+    """Calls on fresh connections, which the kernel spreads over the two processes: the one metrics port
+    behind the proxy (the supervisor's, summing its workers') counts every one."""
+
+    def answered() -> float:
+        status, body, _ = _get(
+            rendered, "/metrics", ("prometheus", rendered.scrape_password), port=rendered.metrics_front
+        )
+        assert status == 200, body[:300]
+        samples = parse_metrics(body.decode())
+        assert build_version(samples) is not None
+        return sum(
+            value
+            for labels, value in samples.get("sumflow_grpc_requests_total", [])
+            if labels.get("method") == "sumflow.v1.SumService/AddNumbers"
+        )
+
+    before = answered()
+    calls = 12
+    credentials = grpc.ssl_channel_credentials(root_certificates=rendered.ca.read_bytes())
+    for i in range(calls):
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.secure_channel(adder.target, credentials, options=options) as channel:
+            reply = sum_pb2_grpc.SumServiceStub(channel).AddNumbers(
+                sum_pb2.AddNumbersRequest(request_id=str(uuid.uuid4()), first_number=i, second_number=1), timeout=30
+            )
+        assert reply.result == i + 1
+    assert answered() == before + calls

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import base64
+from pathlib import Path
 
 import grpc
 import pytest
@@ -68,6 +70,27 @@ def test_tls_options_are_checked() -> None:
         Endpoints.from_args(parse("status", "--ca", "/nonexistent/ca.pem")).grpc_credentials()
     assert Endpoints.from_args(parse("status")).grpc_credentials() is None
     assert Endpoints.from_args(parse("status", "--tls")).grpc_credentials() is not None
+
+
+def test_metrics_credentials_go_together_and_travel_over_https_only(tmp_path: Path) -> None:
+    for half in (("--metrics-user", "prometheus"), ("--metrics-password-file", "/p")):
+        with pytest.raises(CliError, match="go together") as refused:
+            Endpoints.from_args(parse("status", *half))
+        assert refused.value.exit_code == 2
+    password = tmp_path / "password"
+    password.write_text("s3cret-Pass\nignored second line\n")
+    env = {"SUMFLOW_METRICS_USER": "prometheus", "SUMFLOW_METRICS_PASSWORD_FILE": str(password)}
+    endpoints = Endpoints.from_args(parse("status", environ=env))
+    header = endpoints.metrics_authorization("https://app1:9464/metrics")
+    assert header == {"Authorization": "Basic " + base64.b64encode(b"prometheus:s3cret-Pass").decode()}
+    assert endpoints.metrics_authorization("http://app1:9464/metrics") == {}
+    assert Endpoints.from_args(parse("status")).metrics_authorization("https://app1:9464/metrics") == {}
+    missing = Endpoints.from_args(
+        parse("status", "--metrics-user", "prometheus", "--metrics-password-file", str(tmp_path / "none"))
+    )
+    with pytest.raises(CliError, match="cannot read") as unreadable:
+        missing.metrics_authorization("https://app1:8080/metrics")
+    assert unreadable.value.exit_code == 2
 
 
 def test_each_grpc_status_has_its_own_exit_code_and_message() -> None:

@@ -3,12 +3,15 @@
 gRPC: `--adder HOST:PORT`; TLS when `--tls` or `--ca` is given (grpc.ssl_channel_credentials, with
 `--cert/--key` as a client certificate). REST: `--accumulator URL` and `--adder-metrics URL`; an
 https:// URL verifies the server against `--ca` (or the system roots) and presents `--cert/--key`.
-Every option has an environment variable so a shell profile can point the command elsewhere.
+Behind the deployment's HAProxy both services' metrics need basic auth: `--metrics-user` and
+`--metrics-password-file` (the file's first line) are sent with the requests for metrics, over https
+only. Every option has an environment variable so a shell profile can point the command elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import ssl
 import urllib.error
 import urllib.request
@@ -28,6 +31,13 @@ ENDPOINT_OPTIONS: dict[str, tuple[str, str | None, str, str]] = {
     "ca": ("SUMFLOW_TLS_CA", None, "FILE", "PEM CA bundle to verify the servers (turns on TLS for gRPC)"),
     "cert": ("SUMFLOW_TLS_CERT", None, "FILE", "PEM client certificate (mutual TLS)"),
     "key": ("SUMFLOW_TLS_KEY", None, "FILE", "PEM private key of --cert"),
+    "metrics_user": ("SUMFLOW_METRICS_USER", None, "NAME", "basic-auth user for the services' metrics (https only)"),
+    "metrics_password_file": (
+        "SUMFLOW_METRICS_PASSWORD_FILE",
+        None,
+        "FILE",
+        "file whose first line is --metrics-user's password",
+    ),
 }
 
 
@@ -66,11 +76,15 @@ class Endpoints:
     key: Path | None = None
     tls: bool = False
     timeout: float = 10.0
+    metrics_user: str | None = None
+    metrics_password_file: Path | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Endpoints:
         if bool(args.cert) != bool(args.key):
             raise CliError("--cert and --key go together", exit_code=2)
+        if bool(args.metrics_user) != bool(args.metrics_password_file):
+            raise CliError("--metrics-user and --metrics-password-file go together", exit_code=2)
         for option, url in (("--accumulator", args.accumulator), ("--adder-metrics", args.adder_metrics)):
             if not url.startswith(("http://", "https://")):
                 raise CliError(f"{option} {url!r}: expected an http:// or https:// URL", exit_code=2)
@@ -83,6 +97,8 @@ class Endpoints:
             key=Path(args.key) if args.key else None,
             tls=bool(args.tls or args.ca),
             timeout=args.timeout,
+            metrics_user=args.metrics_user or None,
+            metrics_password_file=Path(args.metrics_password_file) if args.metrics_password_file else None,
         )
 
     # -- gRPC ----------------------------------------------------------------------------------
@@ -114,12 +130,23 @@ class Endpoints:
             context.load_cert_chain(str(self.cert), str(self.key))
         return context
 
-    def http_get(self, url: str) -> tuple[int, bytes]:
+    def metrics_authorization(self, url: str) -> dict[str, str]:
+        """The basic-auth header for a metrics request to `url`: none without --metrics-user, nor over
+        plaintext http (the password never leaves unencrypted)."""
+        if self.metrics_user is None or not url.startswith("https://"):
+            return {}
+        lines = (_read(self.metrics_password_file) or b"").decode("utf-8", "replace").splitlines()
+        password = lines[0].strip() if lines else ""
+        token = base64.b64encode(f"{self.metrics_user}:{password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
+
+    def http_get(self, url: str, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         """(status, body) of a GET; an HTTP error status is returned, not raised; CliError if unreachable."""
         context = self.ssl_context() if url.startswith("https://") else None
+        # The scheme is http or https: from_args refuses any other base URL.
+        request = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310
         try:
-            # The scheme is http or https: from_args refuses any other base URL.
-            with urllib.request.urlopen(url, timeout=self.timeout, context=context) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:  # noqa: S310
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()

@@ -1,7 +1,8 @@
 """`sumflow total`, `sumflow summations` and `sumflow status`: what the services already expose, read.
 
 status asks the adder's gRPC health service and its /metrics (build info), and the accumulator's
-/healthz, /readyz and /metrics (build info, consumer lag per partition). Exit status of status:
+/healthz, /readyz and /metrics (build info, consumer lag per partition); both /metrics with the
+metrics credentials when given (Endpoints.metrics_authorization). Exit status of status:
 0 when the adder is SERVING and the accumulator ready, 1 otherwise.
 """
 
@@ -103,8 +104,10 @@ def build_version(samples: dict[str, list[tuple[dict[str, str], float]]]) -> str
 
 def _metrics(endpoints: Endpoints, base: str) -> dict[str, list[tuple[dict[str, str], float]]] | str:
     """The parsed samples, or why they could not be read."""
+    url = f"{base}/metrics"
+    headers = endpoints.metrics_authorization(url)  # an unreadable password file stops the command (exit 2)
     try:
-        status, body = endpoints.http_get(f"{base}/metrics")
+        status, body = endpoints.http_get(url, headers)
     except CliError as exc:
         return str(exc)
     if status != 200:
