@@ -37,6 +37,7 @@ pytestmark = pytest.mark.timeout(900)
 
 HOSTS = ("kafka-1", "kafka-2", "kafka-3")
 JOIN_WAIT_SECONDS = 180
+VOTERS_SNAPSHOT = "data/__cluster_metadata-0/00000000000000000000-0000000000.checkpoint"
 
 
 @dataclass
@@ -194,7 +195,10 @@ def test_a_dynamic_quorum_grows_from_one_node_to_three(quorum: Quorum) -> None:
     assert f"controller.quorum.bootstrap.servers=127.0.0.1:{first.controller_port}" in properties.splitlines()
     assert "controller.quorum.voters" not in properties
     assert first.is_formatted(), out[-3000:]
-    assert (first.data_dir / "data/__cluster_metadata-0/bootstrap.checkpoint").is_file()
+    # --initial-controllers: the voter set is in the metadata log's first snapshot, and the directory id is
+    # the one the list named for this node (derived from the cluster id and node id)
+    assert (first.data_dir / VOTERS_SNAPSHOT).is_file()
+    assert re.search(r"^directory\.id=[0-9a-f]{21}A$", (first.data_dir / "data/meta.properties").read_text(), re.M)
     first.start()
     wait_ready(first.bootstrap, 180, [first], 1)
     assert quorum.roles() == {1: "Leader"}
@@ -206,7 +210,7 @@ def test_a_dynamic_quorum_grows_from_one_node_to_three(quorum: Quorum) -> None:
     assert cluster_id
     for node in (second, third):
         assert f"cluster.id={cluster_id.group(1)}" in (node.data_dir / "data/meta.properties").read_text()
-        assert not (node.data_dir / "data/__cluster_metadata-0/bootstrap.checkpoint").exists()
+        assert not (node.data_dir / VOTERS_SNAPSHOT).exists()  # --no-initial-controllers: no voter set
     first.stop()
     first.start()
     second.start()
@@ -214,7 +218,8 @@ def test_a_dynamic_quorum_grows_from_one_node_to_three(quorum: Quorum) -> None:
     wait_ready(",".join(n.bootstrap for n in quorum.nodes), 180, quorum.nodes, 1)
 
     joined = quorum.playbook("join.yml", members=3)
-    assert _changed(joined) == {"kafka-1": 0, "kafka-2": 1, "kafka-3": 1}, joined[-6000:]
+    # per joining node: its add-controller settings written, then add-controller
+    assert _changed(joined) == {"kafka-1": 0, "kafka-2": 2, "kafka-3": 2}, joined[-6000:]
     for node in quorum.nodes:
         _wait_voter(quorum, node)
     roles = quorum.roles()
