@@ -9,6 +9,10 @@ instead of the kafka user), then quorum_join.yml. The harness only runs the JVMs
 server.properties (systemd's part, and the rolling restart of the first node whose bootstrap servers
 changed, are the harness's stop and start).
 
+Run twice: PLAINTEXT, and with the role's secure defaults (TLS on both listeners from harness.pki
+certificates, SCRAM users at format time, the admin's PLAIN login on the controller listener, which
+add-controller uses with the node's own settings).
+
 What must hold: the first node is formatted with --initial-controllers (itself, kraft.version 1) and
 serves; the nodes added to the group later are formatted with --no-initial-controllers for the same
 cluster id, start as observers, and quorum_join.yml makes each a caught-up voter with add-controller; a
@@ -18,6 +22,7 @@ second run changes nothing; a topic at RF 3 then takes acks=all writes on the gr
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +35,7 @@ import yaml
 from kafka import KafkaProducer
 
 from harness.kafka import KafkaHarnessError, KraftNode, create_topics, java_binary, libs_dir, wait_ready
+from harness.pki import TestPki
 from harness.ports import free_port
 from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, REPO, role_with_real_parts, run_playbook
 
@@ -45,6 +51,21 @@ class Quorum:
     root: Path
     nodes: list[KraftNode]
     extra: dict[str, Any]
+    secure: bool
+
+    @property
+    def client(self) -> dict[str, Any]:
+        """kafka-python settings of the role's admin (nothing without security)."""
+        if not self.secure:
+            return {}
+        password = (self.root / "controller-cache/credentials/kafka_admin_password").read_text().strip()
+        return {
+            "security_protocol": "SASL_SSL",
+            "ssl_cafile": str(self.root / "pki-out/ca.crt"),
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "admin",
+            "sasl_plain_password": password,
+        }
 
     def inventory(self, members: int) -> Path:
         hosts = {
@@ -55,6 +76,7 @@ class Quorum:
                 "kafka_controller_port": node.controller_port,
                 "kafka_config_dir": str(node.data_dir),
                 "kafka_log_dirs": str(node.data_dir / "data"),
+                "kafka_tls_dir": str(node.data_dir / "tls"),
             }
             for host, node in zip(HOSTS[:members], self.nodes[:members], strict=True)
         }
@@ -80,6 +102,8 @@ class Quorum:
                 "org.apache.kafka.tools.MetadataQuorumCommand",
                 "--bootstrap-controller",
                 controllers,
+                "--command-config",
+                str(self.nodes[0].data_dir / "admin-controller.properties"),
                 "describe",
                 "--replication",
             ],
@@ -111,8 +135,23 @@ def _changed(output: str) -> dict[str, int]:
     return {host: int(n) for host, n in re.findall(r"(kafka-\d)\s+: ok=\d+\s+changed=(\d+)", output)}
 
 
-@pytest.fixture(scope="module")
-def quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quorum]:
+def _tls(root: Path, nodes: list[KraftNode]) -> None:
+    """What roles/pki installs and tls.yml makes, per node: ca.crt and the PEM key store (key, then
+    certificate) of a certificate naming 127.0.0.1, the nodes' advertised address."""
+    pki = TestPki.create(root / "pki")
+    issued = pki.issue("kafka", server=True, client=True)
+    (root / "pki-out").mkdir()
+    shutil.copy(pki.ca_cert, root / "pki-out/ca.crt")
+    for node in nodes:
+        tls = node.data_dir / "tls"
+        tls.mkdir(parents=True)
+        shutil.copy(pki.ca_cert, tls / "ca.crt")
+        shutil.copy(issued.chain, tls / "kafka-keystore.pem")
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["plaintext", "secure"])
+def quorum(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Quorum]:
+    secure: bool = request.param
     root = tmp_path_factory.mktemp("kafka-quorum")
     (root / "bin").mkdir()
     nodes = [
@@ -121,10 +160,12 @@ def quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quorum]:
     ]
     for node in nodes:
         node.write_config(3)  # the harness's log4j2 file; server.properties is rendered over it
+    if secure:
+        _tls(root, nodes)
     extra = {
         **LOCAL_CONNECTION,
         "kafka_quorum_mode": "dynamic",
-        "kafka_security_enabled": False,
+        "kafka_security_enabled": secure,
         "kafka_user": "root",
         "kafka_advertised_host": "127.0.0.1",
         "kafka_listen_host": "127.0.0.1",
@@ -172,7 +213,7 @@ def quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quorum]:
     (root / "join.yml").write_text(
         yaml.safe_dump([{"name": "join", "hosts": "kafka", "gather_facts": False, "tasks": join}], sort_keys=False)
     )
-    made = Quorum(root, nodes, extra)
+    made = Quorum(root, nodes, extra, secure)
     try:
         yield made
     finally:
@@ -200,7 +241,7 @@ def test_a_dynamic_quorum_grows_from_one_node_to_three(quorum: Quorum) -> None:
     assert (first.data_dir / VOTERS_SNAPSHOT).is_file()
     assert re.search(r"^directory\.id=[0-9a-f]{21}A$", (first.data_dir / "data/meta.properties").read_text(), re.M)
     first.start()
-    wait_ready(first.bootstrap, 180, [first], 1)
+    wait_ready(first.bootstrap, 180, [first], 1, client_config=quorum.client)
     assert quorum.roles() == {1: "Leader"}
 
     # The group grows: the first node's bootstrap servers change (restarted, as the rolling restart
@@ -215,7 +256,7 @@ def test_a_dynamic_quorum_grows_from_one_node_to_three(quorum: Quorum) -> None:
     first.start()
     second.start()
     third.start()
-    wait_ready(",".join(n.bootstrap for n in quorum.nodes), 180, quorum.nodes, 1)
+    wait_ready(",".join(n.bootstrap for n in quorum.nodes), 180, quorum.nodes, 1, client_config=quorum.client)
 
     joined = quorum.playbook("join.yml", members=3)
     # per joining node: its add-controller settings written, then add-controller
@@ -229,8 +270,8 @@ def test_a_dynamic_quorum_grows_from_one_node_to_three(quorum: Quorum) -> None:
     assert _changed(again) == {"kafka-1": 0, "kafka-2": 0, "kafka-3": 0}, again[-4000:]
 
     bootstrap = ",".join(n.bootstrap for n in quorum.nodes)
-    create_topics(bootstrap, ["grown"], 3, 3, configs={"min.insync.replicas": "2"})
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=30000)
+    create_topics(bootstrap, ["grown"], 3, 3, configs={"min.insync.replicas": "2"}, client_config=quorum.client)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=30000, **quorum.client)
     try:
         for i in range(30):
             producer.send("grown", f"r{i}".encode()).get(timeout=60)
