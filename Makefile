@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: buf config-docs lint-proto proto-release deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv venv-run lock proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy test-rolling test-roles bench
+.PHONY: buf config-docs lint-proto proto-release deps deps-run deps-vagrant vagrant-box test-vagrant lint-ansible kafka-fetch venv venv-run lock proto run test lint test-integration test-load test-fuzz test-render test-unit test-integration test-e2e dashboards test-observability test-deploy test-rolling test-kafka-ops test-roles bench
 
 # Debian/Ubuntu packages (installed only when missing, as root or through sudo).
 deps:
@@ -160,6 +160,11 @@ ROLE_SCENARIOS ?= common release_artifact node_exporter prometheus kafka sumflow
 # on four booted hosts (molecule/rolling; docs/operations.md): ~15 min.
 test-rolling: venv
 	scripts/nspawn/molecule-test.sh test rolling
+
+# Kafka's operations on three booted hosts (molecule/kafka_ops; docs/operations.md): converge at Kafka
+# 4.0.2, then the rolling upgrade to the pinned release, kafka-finalize.yml and kafka-replication.yml.
+test-kafka-ops: venv
+	scripts/nspawn/molecule-test.sh test kafka_ops
 
 test-roles: venv
 	@set -e; for s in $(ROLE_SCENARIOS); do \

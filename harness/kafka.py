@@ -77,16 +77,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SUMFLOW_CACHE", str(Path.home() / ".cache" / "sumflow")))
 
 
-def libs_dir() -> Path:
-    return cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
+def libs_dir(version: str = KAFKA_VERSION) -> Path:
+    return cache_dir() / f"kafka-{version}" / "libs"
 
 
-def ensure_jars() -> Path:
-    """Fetch the broker jars into the cache if they are missing (idempotent, safe in parallel)."""
-    libs = libs_dir()
+def ensure_jars(version: str = KAFKA_VERSION) -> Path:
+    """Fetch the jars of Kafka `version` into the cache if they are missing (idempotent, safe in parallel)."""
+    libs = libs_dir(version)
     stamp = libs.parent / ".complete"
     if not stamp.is_file():
-        result = subprocess.run([str(FETCH_SCRIPT), "fetch"], check=False, capture_output=True, text=True)
+        result = subprocess.run(
+            [str(FETCH_SCRIPT), "fetch"],
+            check=False,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KAFKA_VERSION": version},
+        )
         if result.returncode != 0:
             raise KafkaHarnessError(f"fetching Kafka jars failed:\n{result.stdout}\n{result.stderr}")
     return libs
@@ -132,11 +138,12 @@ class KraftNode:
     data_dir: Path
     port: int
     controller_port: int
-    voters: str = ""  # controller.quorum.voters; filled in by the cluster
+    voters: str = ""  # controller.quorum.voters (a static quorum), filled in by the cluster; "" leaves it out
     jvm_opts: str = DEFAULT_JVM_OPTS
     host: str = "127.0.0.1"
     extra_properties: dict[str, str] = field(default_factory=dict)
     format_args: list[str] = field(default_factory=list)  # e.g. --add-scram (SCRAM users at format time)
+    kafka_version: str = KAFKA_VERSION  # the release whose jars run the node (change it, then start: an upgrade)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -190,6 +197,8 @@ class KraftNode:
             "log.segment.bytes": str(64 << 20),
             "log.retention.hours": "24",
         }
+        if not self.voters:
+            del props["controller.quorum.voters"]
         props.update(self.extra_properties)
         return props
 
@@ -200,7 +209,7 @@ class KraftNode:
         (self.data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
 
     def _java_cmd(self, main_class: str, *args: str) -> list[str]:
-        libs = ensure_jars()
+        libs = ensure_jars(self.kafka_version)
         return [
             java_binary(),
             *self.jvm_opts.split(),
@@ -290,9 +299,11 @@ class KafkaCluster:
         extra_properties: dict[str, str] | None = None,
         format_args: Sequence[str] = (),
         client_config: dict[str, object] | None = None,
+        kafka_version: str = KAFKA_VERSION,
     ) -> None:
         """`extra_properties` override server.properties lines; `format_args` go to the storage format;
-        `client_config` (kafka-python keyword arguments) is how the harness's own clients connect."""
+        `client_config` (kafka-python keyword arguments) is how the harness's own clients connect;
+        `kafka_version` is the release every node starts with (jars from scripts/kafka/fetch.sh)."""
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
         self.data_dir = Path(data_dir)
@@ -311,6 +322,7 @@ class KafkaCluster:
                 jvm_opts=jvm_opts or DEFAULT_JVM_OPTS,
                 extra_properties=dict(extra_properties or {}),
                 format_args=list(format_args),
+                kafka_version=kafka_version,
             )
             for i in range(nodes)
         ]
@@ -327,7 +339,8 @@ class KafkaCluster:
 
     def prepare(self) -> None:
         """Write configs and format storage once (a restart keeps the formatted data)."""
-        ensure_jars()
+        for version in {node.kafka_version for node in self.nodes}:
+            ensure_jars(version)
         java_binary()
         for node in self.nodes:
             node.write_config(len(self.nodes))
