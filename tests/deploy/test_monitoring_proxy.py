@@ -273,6 +273,10 @@ def test_every_public_port_is_tls_and_every_backend_is_loopback(rendered: Render
     expected = [f"127.0.0.1:{rendered.ports[name]}" for name in PORTS if name.endswith("_backend_port")]
     assert sorted(servers) == sorted(expected)
     assert len(re.findall(r"^\s*bind ", text, re.MULTILINE)) == 4
+    # Queries get longer than the default 30 s: Loki's and Tempo's own 1 m timeouts answer first.
+    for backend in ("loki", "tempo_http"):
+        section = text.split(f"\nbackend {backend}\n", 1)[1].split("\n\n", 1)[0]
+        assert "    timeout server 2m\n" in section + "\n", section
     assert all(" ssl crt " in line for line in re.findall(r"^\s*bind .*$", text, re.MULTILINE))
 
 
