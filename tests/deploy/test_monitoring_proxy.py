@@ -128,15 +128,16 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     (root / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (root / "haproxy").mkdir()
     ports = {name: free_port() for name in PORTS}
-    proc = _render(
-        root,
+    extra = {
         **LOCAL_CONNECTION,
-        sumflow_controller_cache=str(root / "controller-cache"),
-        pki_dir=str(root / "controller-pki"),
-        grafana_stack_listen_address="127.0.0.1",
+        "sumflow_controller_cache": str(root / "controller-cache"),
+        "pki_dir": str(root / "controller-pki"),
+        "grafana_stack_listen_address": "127.0.0.1",
         **ports,
         **haproxy_paths(root / "haproxy"),
-    )
+    }
+    (root / "extra.json").write_text(json.dumps(extra))
+    proc = _render(root, **extra)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return Rendered(root, ports, proc.stdout + proc.stderr)
 
@@ -278,6 +279,16 @@ def test_every_public_port_is_tls_and_every_backend_is_loopback(rendered: Render
         section = text.split(f"\nbackend {backend}\n", 1)[1].split("\n\n", 1)[0]
         assert "    timeout server 2m\n" in section + "\n", section
     assert all(" ssl crt " in line for line in re.findall(r"^\s*bind .*$", text, re.MULTILINE))
+
+
+def test_a_second_run_changes_nothing(rendered: Rendered) -> None:
+    """The bcrypt salts are derived from host, list, user and password: the same haproxy.cfg every run."""
+    before = rendered.config.read_bytes()
+    again = _render(rendered.root, **json.loads((rendered.root / "extra.json").read_text()))
+    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-3000:]
+    recap = re.search(rf"^{HOST}\s*:.*$", again.stdout, re.MULTILINE)
+    assert recap and re.search(r"changed=0\b", recap.group(0)), again.stdout[-3000:]
+    assert rendered.config.read_bytes() == before
 
 
 def test_plaintext_rendering_has_no_proxy(rendered: Rendered, tmp_path: Path) -> None:
