@@ -70,8 +70,9 @@ MATRIX = (
     Port(12345, ALL_GROUPS, ("monitoring",), stack=True),
 )
 # Ports nothing opens: they must be closed to everyone (8081 and 9465: the accumulator and the adder's
-# metrics behind HAProxy, on loopback).
-CLOSED_PORTS = (23, 9094, 9095, 9096, 4317, 4318, 5432, 9999, 8081, 9465)
+# metrics behind HAProxy; 13100, 13200, 14417, 14418: Loki and Tempo behind the monitoring host's
+# HAProxy; all on loopback).
+CLOSED_PORTS = (23, 9094, 9095, 9096, 4317, 4318, 5432, 9999, 8081, 9465, 13100, 13200, 14417, 14418)
 
 NSPAWN_PREFIX = "10.242.7"
 

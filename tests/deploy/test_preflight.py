@@ -153,6 +153,16 @@ BAD_INPUTS = {
     ),
     "grafana version": ({"grafana_stack_grafana_version": "latest"}, "monitoring", "must be a release version"),
     "stack ports": ({"grafana_stack_tempo_otlp_grpc_port": 3100}, "monitoring", "must be 1-65535 and all different"),
+    "stack proxy ports": (
+        {"grafana_stack_loki_backend_port": 3100},
+        "monitoring",
+        "must be 1-65535 and all different",
+    ),
+    "stack users": (
+        {"grafana_stack_loki_username": "loki user"},
+        "monitoring",
+        "named with [A-Za-z0-9._-] (got loki user",
+    ),
     "firewall sources": (
         {"firewall_client_sources": ["clients.example.internal"]},
         "adder",

@@ -8,6 +8,11 @@ collection role): grafana.ini, the datasource and dashboard provisioning files (
 from the collection's own tasks), Loki's and Tempo's config.yml, Alloy's config and env file. The
 role's own preflight checks run first. The Prometheus config and units come from roles/prometheus and
 roles/node_exporter, and the config is checked with the real `promtool check config`.
+
+Each inventory is rendered as deployed (TLS on: Loki and Tempo on 127.0.0.1 behind HAProxy, whose
+configuration tests/deploy/test_monitoring_proxy.py renders and runs, Grafana over HTTPS, every client
+with https, the CA and the credentials), and the example inventory once more with
+sumflow_tls_enabled false, where everything is plaintext and unauthenticated as before.
 """
 
 from __future__ import annotations
@@ -39,13 +44,34 @@ COLLECTION = Path(
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 # The Vagrant inventory is rendered as `make test-vagrant` runs it here: under QEMU software emulation.
-INVENTORIES = {
-    "example": {"monitoring": "mon-1.example.internal", "kafka_count": 3, "loki_retention": "168h", "env": {}},
+# "example-plaintext" is the example inventory with sumflow_tls_enabled false.
+INVENTORIES: dict[str, dict[str, Any]] = {
+    "example": {
+        "inventory": "example",
+        "monitoring": "mon-1.example.internal",
+        "kafka_count": 3,
+        "loki_retention": "168h",
+        "env": {},
+        "extra": {},
+        "tls": True,
+    },
     "vagrant": {
+        "inventory": "vagrant",
         "monitoring": "mon1",
         "kafka_count": 1,
         "loki_retention": "72h",
         "env": {"SUMFLOW_LIBVIRT_DRIVER": "qemu"},
+        "extra": {},
+        "tls": True,
+    },
+    "example-plaintext": {
+        "inventory": "example",
+        "monitoring": "mon-1.example.internal",
+        "kafka_count": 3,
+        "loki_retention": "168h",
+        "env": {},
+        "extra": {"sumflow_tls_enabled": False},
+        "tls": False,
     },
 }
 
@@ -123,6 +149,7 @@ def _build_render_project(root: Path) -> Path:
     )
     for name in ("grafana.ini.j2",):
         (extra_templates / name).symlink_to(roles / "grafana/templates" / name)
+    (extra_templates / "grafana-tls.conf.j2").symlink_to(STACK_ROLE / "templates/grafana-tls.conf.j2")
     mkdir = {
         "name": "output dir",
         "ansible.builtin.file": {"path": "{{ render_dir }}/{{ inventory_hostname }}", "state": "directory"},
@@ -171,7 +198,12 @@ def _build_render_project(root: Path) -> Path:
                 "ansible.builtin.include_tasks": str(STACK_ROLE / "tasks/preflight.yml"),
             },
             *_with_stack_vars(
-                ["alloy"], [_template("config.alloy.j2", "config.alloy"), _template("alloy.j2", "alloy.env")]
+                ["alloy"],
+                [
+                    _template("config.alloy.j2", "config.alloy"),
+                    _template("alloy.j2", "alloy.env"),
+                    _template("override.conf.j2", "alloy-override.conf"),
+                ],
             ),
         ],
     )
@@ -200,6 +232,7 @@ def _build_render_project(root: Path) -> Path:
                     _template("grafana.ini.j2", "grafana.ini"),
                     _template("datasources.yml.j2", "datasources.yml"),
                     _template("dashboards.yml.j2", "dashboards.yml"),
+                    _template("grafana-tls.conf.j2", "grafana-tls.conf"),
                     {
                         "name": "record grafana facts the role acts on",
                         "ansible.builtin.copy": {
@@ -254,7 +287,7 @@ def _build_render_project(root: Path) -> Path:
     return playbooks / "render.yml"
 
 
-def _render(inventory: str, root: Path) -> Path:
+def _render(name: str, root: Path) -> Path:
     playbook = _build_render_project(root)
     out = root / "out"
     cache = root / "controller-cache"
@@ -263,14 +296,15 @@ def _render(inventory: str, root: Path) -> Path:
         "sumflow_controller_cache": str(cache),
         "pki_dir": str(root / "controller-pki"),
         **LOCAL_CONNECTION,
+        **INVENTORIES[name]["extra"],
     }
     proc = run_playbook(
-        REPO / "inventory" / inventory,
+        REPO / "inventory" / INVENTORIES[name]["inventory"],
         playbook,
         extra,
         tmp=root,
         roles_path=root / "roles",
-        env=INVENTORIES[inventory]["env"],
+        env=INVENTORIES[name]["env"],
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return root
@@ -278,8 +312,9 @@ def _render(inventory: str, root: Path) -> Path:
 
 @pytest.fixture(scope="module", params=sorted(INVENTORIES))
 def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    inventory = request.param
-    root = _render(inventory, tmp_path_factory.mktemp(f"render-{inventory}"))
+    name = request.param
+    inventory = INVENTORIES[name]["inventory"]
+    root = _render(name, tmp_path_factory.mktemp(f"render-{name}"))
     listing = subprocess.run(
         [str(VENV_BIN / "ansible-inventory"), "-i", str(REPO / "inventory" / inventory), "--list"],
         capture_output=True,
@@ -295,9 +330,11 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         return str(hv.get("sumflow_node_address", hv.get("ansible_host", host)))
 
     groups = {g: inv.get(g, {}).get("hosts", []) for g in ("kafka", "adder", "accumulator", "monitoring", "balancer")}
-    mon = INVENTORIES[inventory]["monitoring"]
+    mon = INVENTORIES[name]["monitoring"]
     return {
-        "name": inventory,
+        "name": name,
+        "inventory": inventory,
+        "tls": INVENTORIES[name]["tls"],
         "out": root / "out",
         "root": root,
         "cache": root / "controller-cache",
@@ -306,7 +343,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         "address": address,
         "mon": mon,
         "mon_addr": address(mon),
-        "expect": INVENTORIES[inventory],
+        "expect": INVENTORIES[name],
     }
 
 
@@ -344,14 +381,20 @@ def test_prometheus_config_passes_promtool_and_scrapes_every_tier(rendered: dict
     assert {key: jobs["kafka"][key] for key in ("scrape_interval", "scrape_timeout") if key in jobs["kafka"]} == slow
     assert not any("scrape_timeout" in jobs[job] for job in expected if job != "kafka")
     assert config["global"]["scrape_timeout"] == "10s"
-    # node_exporter, the accumulator and the adder (their HAProxy) and Prometheus itself over https with
-    # the CA and basic auth; the other jobs as before.
+    # node_exporter and Prometheus itself over https with the CA and basic auth; with TLS also the
+    # accumulator and the adder (their HAProxy), Loki and Tempo (the monitoring host's HAProxy, on their
+    # public ports) and Grafana; the other jobs as before.
     secured = {
         "node": ("prometheus", "scrape.password"),
-        "accumulator": ("prometheus", "scrape.password"),
-        "adder": ("prometheus", "scrape.password"),
         "prometheus": ("sumflow", "prometheus.password"),
     }
+    if rendered["tls"]:
+        secured |= {
+            job: ("prometheus", "scrape.password") for job in ("accumulator", "adder", "loki", "tempo", "grafana")
+        }
+    mon = rendered["mon"]
+    for job, port in (("loki", 3100), ("tempo", 3200), ("grafana", 3000)):
+        assert jobs[job]["static_configs"] == [{"targets": [f"{address(mon)}:{port}"], "labels": {"host": mon}}]
     for job, (user, password_file) in secured.items():
         assert jobs[job]["scheme"] == "https", job
         assert jobs[job]["tls_config"] == {"ca_file": "/etc/prometheus/web/ca.crt"}, job
@@ -415,7 +458,7 @@ def test_prometheus_scrapes_the_services_over_http_where_their_proxy_is_off(
 
 def test_prometheus_unit_stores_exemplars_and_takes_retention_from_group_vars(rendered: dict[str, Any]) -> None:
     unit = (rendered["out"] / rendered["mon"] / "prometheus.service").read_text()
-    group_vars = _yaml(REPO / "inventory" / rendered["name"] / "group_vars/monitoring.yml")
+    group_vars = _yaml(REPO / "inventory" / rendered["inventory"] / "group_vars/monitoring.yml")
     exec_start = " ".join(
         line.strip().rstrip("\\") for line in unit.split("ExecStart=")[1].split("\nExecReload")[0].splitlines()
     )
@@ -472,8 +515,22 @@ def test_grafana_datasources_point_at_the_monitoring_host_and_link_signals(rende
         "basicAuthPassword": password,
         "tlsCACert": (rendered["root"] / "controller-pki/ca.crt").read_text().strip(),
     }
-    assert sources["loki"]["url"] == f"http://{mon}:3100"
-    assert sources["tempo"]["url"] == f"http://{mon}:3200"
+    ca = (rendered["root"] / "controller-pki/ca.crt").read_text().strip()
+    # Loki and Tempo: with TLS, through the monitoring host's HAProxy over https checked against the CA,
+    # with their users and the passwords generated on the controller; without, plaintext and no login.
+    for uid, port in (("loki", 3100), ("tempo", 3200)):
+        source = sources[uid]
+        if rendered["tls"]:
+            secret = (rendered["cache"] / f"credentials/{uid}_web_password").read_text().split()[0]
+            assert len(secret) == 40 and secret != password
+            assert source["url"] == f"https://{mon}:{port}", uid
+            assert (source["basicAuth"], source["basicAuthUser"]) == (True, "sumflow"), uid
+            assert source["secureJsonData"] == {"basicAuthPassword": secret, "tlsCACert": ca}, uid
+            assert source["jsonData"]["tlsAuthWithCACert"] is True, uid
+        else:
+            assert source["url"] == f"http://{mon}:{port}", uid
+            assert source["basicAuth"] is False and source["jsonData"]["tlsAuthWithCACert"] is False, uid
+            assert source["secureJsonData"] == {"basicAuthPassword": "", "tlsCACert": ""}, uid
     assert [ds["type"] for ds in doc["datasources"]] == ["prometheus", "loki", "tempo"]
     assert [uid for uid, ds in sources.items() if ds.get("isDefault")] == ["prometheus"]
 
@@ -528,8 +585,38 @@ def test_grafana_admin_password_is_generated_and_anonymous_access_is_off(rendere
     assert ini["auth.anonymous"]["enabled"] == "False"
     assert ini["users"]["allow_sign_up"] == "False"
     assert ini["security"]["admin_user"] == "admin"
-    assert ini["server"]["root_url"] == f"http://{rendered['mon_addr']}:3000/"
     assert ini["analytics"]["reporting_enabled"] == "False"
+
+
+def test_grafana_serves_https_with_the_host_certificate(rendered: dict[str, Any]) -> None:
+    """With TLS Grafana serves HTTPS with the host certificate, which systemd hands it as credentials
+    (root-only files: no grafana user needed before the package), and /metrics takes Prometheus' scrape
+    user; without, plain HTTP as before."""
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read_string("[top]\n" + (rendered["out"] / rendered["mon"] / "grafana.ini").read_text())
+    server = ini["server"]
+    dropin = (rendered["out"] / rendered["mon"] / "grafana-tls.conf").read_text()
+    if not rendered["tls"]:
+        assert server["protocol"] == "http"
+        assert server["root_url"] == f"http://{rendered['mon_addr']}:3000/"
+        assert (server["cert_file"], server["cert_key"]) == ("", "")
+        assert (ini["metrics"]["basic_auth_username"], ini["metrics"]["basic_auth_password"]) == ("", "")
+        return
+    assert server["protocol"] == "https"
+    assert server["root_url"] == f"https://{rendered['mon_addr']}:3000/"
+    assert server["http_addr"] == "0.0.0.0" and server["http_port"] == "3000"
+    assert server["cert_file"] == "/run/credentials/grafana-server.service/tls.crt"
+    assert server["cert_key"] == "/run/credentials/grafana-server.service/tls.key"
+    assert server["min_tls_version"] == "TLS1.2"
+    lines = [line for line in dropin.splitlines() if line and not line.startswith("#")]
+    assert lines == [
+        "[Service]",
+        "LoadCredential=tls.crt:/etc/grafana/tls/tls.crt",
+        "LoadCredential=tls.key:/etc/grafana/tls/tls.key",
+    ]
+    scrape = (rendered["cache"] / "credentials/node_exporter_web_password").read_text().split()[0]
+    assert ini["metrics"]["enabled"] == "True"
+    assert (ini["metrics"]["basic_auth_username"], ini["metrics"]["basic_auth_password"]) == ("prometheus", scrape)
 
 
 def test_dashboards_are_provisioned_from_the_repo_files(rendered: dict[str, Any]) -> None:
@@ -552,7 +639,8 @@ def test_dashboards_are_provisioned_from_the_repo_files(rendered: dict[str, Any]
     # Pinned: "latest" would ask GitHub at run time.
     for key in ("version", "loki_version", "tempo_version", "alloy_version"):
         assert re.fullmatch(r"\d+\.\d+\.\d+", facts[key]), (key, facts[key])
-    assert facts["api_url"] == f"http://{rendered['mon_addr']}:3000/"
+    scheme = "https" if rendered["tls"] else "http"
+    assert facts["api_url"] == f"{scheme}://{rendered['mon_addr']}:3000/"
 
 
 # --- Loki and Tempo ----------------------------------------------------------------------------------------
@@ -561,8 +649,13 @@ def test_dashboards_are_provisioned_from_the_repo_files(rendered: dict[str, Any]
 def test_loki_is_single_binary_with_filesystem_storage_and_retention(rendered: dict[str, Any]) -> None:
     loki = _yaml(rendered["out"] / rendered["mon"] / "loki.yml")
     assert loki["target"] == "all"
+    # Loki's own multi-tenancy stays off: HAProxy in front of it requires the login (with TLS), and Loki
+    # itself listens on loopback only, at its backend port.
     assert loki["auth_enabled"] is False
-    assert loki["server"]["http_listen_port"] == 3100
+    if rendered["tls"]:
+        assert (loki["server"]["http_listen_address"], loki["server"]["http_listen_port"]) == ("127.0.0.1", 13100)
+    else:
+        assert (loki["server"]["http_listen_address"], loki["server"]["http_listen_port"]) == ("0.0.0.0", 3100)
     assert loki["common"]["storage"]["filesystem"]["chunks_directory"].startswith("/var/lib/loki/")
     (schema,) = loki["schema_config"]["configs"]
     assert (schema["store"], schema["object_store"], schema["schema"]) == ("tsdb", "filesystem", "v13")
@@ -574,10 +667,15 @@ def test_loki_is_single_binary_with_filesystem_storage_and_retention(rendered: d
 
 def test_tempo_receives_otlp_off_alloys_port_and_stores_locally(rendered: dict[str, Any]) -> None:
     tempo = _yaml(rendered["out"] / rendered["mon"] / "tempo.yml")
-    assert tempo["server"]["http_listen_port"] == 3200
     otlp = tempo["distributor"]["receivers"]["otlp"]["protocols"]
-    assert otlp["grpc"]["endpoint"] == "0.0.0.0:4417"
-    assert otlp["http"]["endpoint"] == "0.0.0.0:4418"
+    server = tempo["server"]
+    # With TLS on loopback behind HAProxy (which holds 3200, 4417 and 4418), else on every address.
+    if rendered["tls"]:
+        assert (server["http_listen_address"], server["http_listen_port"]) == ("127.0.0.1", 13200)
+        assert (otlp["grpc"]["endpoint"], otlp["http"]["endpoint"]) == ("127.0.0.1:14417", "127.0.0.1:14418")
+    else:
+        assert (server["http_listen_address"], server["http_listen_port"]) == ("0.0.0.0", 3200)
+        assert (otlp["grpc"]["endpoint"], otlp["http"]["endpoint"]) == ("0.0.0.0:4417", "0.0.0.0:4418")
     assert tempo["storage"]["trace"]["backend"] == "local"
     assert tempo["storage"]["trace"]["local"]["path"].startswith("/var/lib/tempo/")
     assert tempo["compactor"]["compaction"]["block_retention"] == rendered["expect"]["loki_retention"]
@@ -614,7 +712,8 @@ def test_alloy_ships_unit_logs_to_loki_and_traces_to_tempo(rendered: dict[str, A
         assert depth == 0
         assert "{{" not in config and "{%" not in config
 
-        assert _alloy_attr(config, 'loki.write "monitoring"', "url") == f"http://{mon}:3100/loki/api/v1/push"
+        scheme = "https" if rendered["tls"] else "http"
+        assert _alloy_attr(config, 'loki.write "monitoring"', "url") == f"{scheme}://{mon}:3100/loki/api/v1/push"
         assert _alloy_attr(config, 'otelcol.exporter.otlp "tempo"', "endpoint") == f"{mon}:4417"
         assert _alloy_attr(config, 'otelcol.receiver.otlp "local"', "endpoint") == "127.0.0.1:4317"
         assert f'labels        = {{host = "{host}"}}' in config
@@ -635,6 +734,55 @@ def test_alloy_ships_unit_logs_to_loki_and_traces_to_tempo(rendered: dict[str, A
         listen = re.search(r"--server\.http\.listen-addr=([\d.]+):(\d+)", env)
         assert listen is not None, env
         assert listen.groups() == (rendered["address"](host), "12345")
+
+
+def _alloy_block(config: str, header: str) -> str:
+    """The body of the block that starts with `header {` (nested braces included)."""
+    start = config.index(header + " {") + len(header) + 2
+    depth, end = 1, start
+    while depth:
+        depth += {"{": 1, "}": -1}.get(config[end], 0)
+        end += 1
+    return config[start : end - 1]
+
+
+def test_alloy_pushes_and_exports_over_tls_with_the_credentials(rendered: dict[str, Any]) -> None:
+    """With TLS, Alloy logs in to Loki and Tempo (HAProxy) and checks them against the CA; the passwords
+    are root-only files systemd hands the alloy user as credentials, never in the 0644 config."""
+    loki_password = rendered["cache"] / "credentials/loki_web_password"
+    tempo_password = rendered["cache"] / "credentials/tempo_web_password"
+    for host in rendered["all_hosts"]:
+        config = (rendered["out"] / host / "config.alloy").read_text()
+        override = (rendered["out"] / host / "alloy-override.conf").read_text()
+        loki = _alloy_block(config, 'loki.write "monitoring"')
+        exporter = _alloy_block(config, 'otelcol.exporter.otlp "tempo"')
+        if not rendered["tls"]:
+            assert "basic_auth" not in loki and "tls_config" not in loki
+            assert re.search(r"tls\s*\{\s*insecure\s*=\s*true\s*\}", exporter), exporter
+            assert "otelcol.auth.basic" not in config and "LoadCredential" not in override
+            continue
+        assert re.search(
+            r'basic_auth\s*\{\s*username\s*=\s*"sumflow"\s*'
+            r'password_file\s*=\s*"/run/credentials/alloy\.service/loki\.password"\s*\}',
+            loki,
+        ), loki
+        assert re.search(r'tls_config\s*\{\s*ca_file\s*=\s*"/etc/alloy/sumflow-ca\.crt"\s*\}', loki), loki
+        assert re.search(r"auth\s*=\s*otelcol\.auth\.basic\.tempo\.handler", exporter), exporter
+        assert re.search(r'tls\s*\{\s*ca_file\s*=\s*"/etc/alloy/sumflow-ca\.crt"\s*\}', exporter), exporter
+        assert "insecure" not in exporter
+        auth = _alloy_block(config, 'otelcol.auth.basic "tempo"')
+        assert re.search(r'username\s*=\s*"sumflow"\s*password\s*=\s*local\.file\.tempo_password\.content', auth)
+        password_file = _alloy_block(config, 'local.file "tempo_password"')
+        assert _alloy_attr(password_file, "", "filename") == "/run/credentials/alloy.service/tempo.password"
+        assert re.search(r"is_secret\s*=\s*true", password_file)
+        for secret in (loki_password, tempo_password):
+            assert secret.read_text().split()[0] not in config
+        lines = [line for line in override.splitlines() if line and not line.startswith("#")]
+        assert lines == [
+            "[Service]",
+            "LoadCredential=loki.password:/etc/alloy/credentials/loki.password",
+            "LoadCredential=tempo.password:/etc/alloy/credentials/tempo.password",
+        ]
 
 
 def test_alloy_json_stage_reads_the_fields_our_services_log(rendered: dict[str, Any]) -> None:
