@@ -46,7 +46,7 @@ from harness.processes import AccumulatorProcess, AdderProcess, CommandProcess
 from harness.topics import read_events
 from sumflow.v1 import sum_pb2
 from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, REPO, run_playbook
-from tests.fixtures.haproxy_role import haproxy_paths, link_haproxy_role
+from tests.fixtures.haproxy_role import RenderedHaproxy, haproxy_paths, link_haproxy_role
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 ADDERS = ("adder-1", "adder-2", "adder-3")  # three: a leaving adder must move its own ids only
@@ -73,18 +73,9 @@ def _build_project(root: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Rendered:
-    root: Path
+class Rendered(RenderedHaproxy):
     front: int
     adder_ports: dict[str, int]
-
-    @property
-    def config(self) -> Path:
-        return self.root / "haproxy/haproxy.cfg"
-
-    @property
-    def ca(self) -> Path:
-        return self.root / "controller-pki/ca.crt"
 
     @property
     def stats_socket(self) -> Path:

@@ -49,7 +49,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from harness.ports import free_port, port_open
 from harness.processes import CommandProcess
 from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, REPO, run_playbook
-from tests.fixtures.haproxy_role import haproxy_paths, link_haproxy_role
+from tests.fixtures.haproxy_role import RenderedHaproxy, haproxy_paths, link_haproxy_role
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 HOST = "mon"
@@ -93,18 +93,9 @@ def _build_project(root: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Rendered:
-    root: Path
+class Rendered(RenderedHaproxy):
     ports: dict[str, int]
     output: str
-
-    @property
-    def config(self) -> Path:
-        return self.root / "haproxy/haproxy.cfg"
-
-    @property
-    def ca(self) -> Path:
-        return self.root / "controller-pki/ca.crt"
 
     def password(self, name: str) -> str:
         """A controller credential file: loki_web_password, tempo_web_password, node_exporter_web_password."""

@@ -49,7 +49,7 @@ from sumflow.entrypoints.cli_read import build_version, parse_metrics
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
 from tests.fixtures.ansible_playbook import LOCAL_CONNECTION, REPO, run_playbook
 from tests.fixtures.event_records import event_value
-from tests.fixtures.haproxy_role import ROLE, haproxy_paths, link_haproxy_role
+from tests.fixtures.haproxy_role import ROLE, RenderedHaproxy, haproxy_paths, link_haproxy_role
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
@@ -95,21 +95,12 @@ def _build_project(root: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Rendered:
-    root: Path
+class Rendered(RenderedHaproxy):
     front: int
     back: int
     metrics_front: int
     metrics_back: int
     first_output: str
-
-    @property
-    def config(self) -> Path:
-        return self.root / "haproxy/haproxy.cfg"
-
-    @property
-    def ca(self) -> Path:
-        return self.root / "controller-pki/ca.crt"
 
     @property
     def scrape_password(self) -> str:
