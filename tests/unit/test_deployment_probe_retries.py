@@ -9,34 +9,23 @@ rule is the thing under test.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
-from types import ModuleType
 
 import grpc
 import pytest
 
 from sumflow.v1 import sum_pb2, sum_pb2_grpc
+from tests.fixtures.file_module import load_file_module
 
 PROBE = Path(__file__).resolve().parents[2] / "molecule/default/files/deployment_probe.py"
 
 
-def _load_probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("deployment_probe", PROBE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["deployment_probe"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = _load_probe()
+probe = load_file_module(PROBE)
 
 
 class FirstAttemptFails(sum_pb2_grpc.SumServiceServicer):

@@ -5,7 +5,6 @@ node_exporter and Prometheus, accepts it.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from types import ModuleType
@@ -14,16 +13,14 @@ import bcrypt
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from tests.fixtures.file_module import load_file_module
+
 PLUGIN = Path(__file__).resolve().parents[2] / "roles/exporter_web/filter_plugins/exporter_web_bcrypt.py"
 PASSWORD = "Zq3wY7mK2pV9sT4xN8bR1cF6hJ0dL5gA"
 
 
 def _plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("exporter_web_bcrypt", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(PLUGIN)
 
 
 def _verifies(password: str, hashed: str) -> bool:

@@ -8,7 +8,6 @@ accepts the request and HAProxy judges its answer: tests/deploy/test_grpc_balanc
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 from pathlib import Path
 from types import ModuleType
@@ -16,16 +15,14 @@ from types import ModuleType
 import pytest
 from grpc_health.v1 import health_pb2
 
+from tests.fixtures.file_module import load_file_module
+
 PLUGIN = Path(__file__).resolve().parents[2] / "roles/haproxy/filter_plugins/haproxy_grpc_health.py"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 def _plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("haproxy_grpc_health", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(PLUGIN)
 
 
 def _frames(wire: bytes) -> list[tuple[int, int, int, bytes]]:

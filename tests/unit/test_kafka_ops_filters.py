@@ -8,11 +8,12 @@ they should on real brokers: tests/deploy/test_kafka_ops.py.
 from __future__ import annotations
 
 import base64
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.fixtures.file_module import load_file_module
 
 PLUGIN = Path(__file__).resolve().parents[2] / "roles/kafka/filter_plugins/kafka_ops.py"
 
@@ -70,11 +71,7 @@ TOPICS = "\n".join(
 
 @pytest.fixture(scope="module")
 def ops() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kafka_ops", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(PLUGIN)
 
 
 def test_after_an_upgrade_the_features_behind_the_release_are_raised_but_not_kraft_version(ops: ModuleType) -> None:

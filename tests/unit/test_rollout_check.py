@@ -7,28 +7,18 @@ restarted within the rollout, one host at a time) must pass a good rollout and f
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.fixtures.file_module import load_file_module
 
 SCRIPT = Path(__file__).resolve().parents[2] / "molecule/rolling/files/rollout_check.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rollout_check", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rollout_check"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rollout = _load()
+rollout = load_file_module(SCRIPT)
 NEW, OLD = "0.1.0.post1-abc123", "0.1.0-def456"
 
 
