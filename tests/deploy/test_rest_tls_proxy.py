@@ -378,21 +378,31 @@ def test_a_client_without_the_ca_is_refused(rendered: Rendered, proxied: Proxied
         )
 
 
-def test_plaintext_http_on_the_tls_port_gets_no_answer(rendered: Rendered, proxied: Proxied) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", rendered.front, timeout=10)
+def _assert_plaintext_gets_no_answer(port: int, path: str) -> None:
+    """A plain HTTP request to HAProxy's TLS port gets no HTTP answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine)):
-        connection.request("GET", "/api/total")
+        connection.request("GET", path)
         connection.getresponse()
     connection.close()
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/%6Detrics", "//metrics", "/metrics/", "/"])
-def test_metrics_without_the_password_get_401(rendered: Rendered, proxied: Proxied, path: str) -> None:
-    status, body, headers = _get(rendered, path)
+def _assert_refused_without_the_password(rendered: Rendered, path: str, port: int) -> None:
+    """No login, a wrong password and a wrong user all get 401 with the realm."""
+    status, body, headers = _get(rendered, path, port=port)
     assert status == 401, (path, body[:200])
     assert headers.get("www-authenticate") == 'Basic realm="sumflow"'
-    assert _get(rendered, path, ("prometheus", rendered.scrape_password + "x"))[0] == 401
-    assert _get(rendered, path, ("admin", rendered.scrape_password))[0] == 401
+    assert _get(rendered, path, ("prometheus", rendered.scrape_password + "x"), port=port)[0] == 401
+    assert _get(rendered, path, ("admin", rendered.scrape_password), port=port)[0] == 401
+
+
+def test_plaintext_http_on_the_tls_port_gets_no_answer(rendered: Rendered, proxied: Proxied) -> None:
+    _assert_plaintext_gets_no_answer(rendered.front, "/api/total")
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/%6Detrics", "//metrics", "/metrics/", "/"])
+def test_metrics_without_the_password_get_401(rendered: Rendered, proxied: Proxied, path: str) -> None:
+    _assert_refused_without_the_password(rendered, path, rendered.front)
 
 
 @pytest.mark.parametrize("path", ["/api/../metrics", "/api/%2e%2e/metrics", "/api/./total"])
@@ -477,20 +487,11 @@ def test_the_deployment_probe_flow_reads_the_total_over_tls(
 
 @pytest.mark.parametrize("path", ["/metrics", "/%6Detrics", "//metrics", "/", "/anything"])
 def test_adder_metrics_without_the_password_get_401(rendered: Rendered, adder: AdderProcess, path: str) -> None:
-    port = rendered.metrics_front
-    status, body, headers = _get(rendered, path, port=port)
-    assert status == 401, (path, body[:200])
-    assert headers.get("www-authenticate") == 'Basic realm="sumflow"'
-    assert _get(rendered, path, ("prometheus", rendered.scrape_password + "x"), port=port)[0] == 401
-    assert _get(rendered, path, ("admin", rendered.scrape_password), port=port)[0] == 401
+    _assert_refused_without_the_password(rendered, path, rendered.metrics_front)
 
 
 def test_adder_metrics_refuse_plaintext_and_a_client_without_the_ca(rendered: Rendered, adder: AdderProcess) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", rendered.metrics_front, timeout=10)
-    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine)):
-        connection.request("GET", "/metrics")
-        connection.getresponse()
-    connection.close()
+    _assert_plaintext_gets_no_answer(rendered.metrics_front, "/metrics")
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
         urllib.request.urlopen(
             f"https://127.0.0.1:{rendered.metrics_front}/metrics", timeout=10, context=ssl.create_default_context()
