@@ -256,7 +256,6 @@ def probe_stream(
     after = {
         url: _wait_total(url, seen["total"] + added, time.monotonic() + timeout, tls[0]) for url, seen in before.items()
     }
-    first = accumulators[0]
     return {
         "calls": calls,
         "seconds": round(seconds, 1),
@@ -266,9 +265,7 @@ def probe_stream(
         "retries_by_status": dict(retried_by_code),
         "answered_as_duplicate_after_a_retry": duplicates,
         "slowest_call_s": round(slowest, 2),
-        "before": before[first]["total"],
         "added": added,
-        "after": after[first]["total"],
         "totals": {url: {"before": before[url]["total"], "after": after[url]["total"]} for url in accumulators},
     }
 
